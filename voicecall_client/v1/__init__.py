@@ -1,0 +1,1 @@
+"""Generated gRPC stubs for voicecall.v1 (see scripts/genproto.py)."""

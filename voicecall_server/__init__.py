@@ -1,0 +1,1 @@
+"""The voicecall sidecar: gRPC call control plus the provider webhook and media-stream listener."""
