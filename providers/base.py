@@ -82,6 +82,9 @@ EventSink = Callable[[Sequence[ProviderEvent]], Awaitable[None]]
 class CallRef:
     call_id: str
     provider_call_id: str | None
+    stream_url: str | None = None
+    """Set when the call should (re)connect a media stream after a provider-voice fallback."""
+    stream_token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +205,8 @@ class Provider(Protocol):
     """Header names (lower-case) at least one of which a genuine webhook carries; checked before
     the body is read. Empty for providers that do not sign (mock)."""
 
-    async def start(self, sink: EventSink) -> None: ...
+    async def start(self, sink: EventSink, webhook_url: str) -> None:
+        """Begin work. ``webhook_url`` is the public webhook URL (no query) for callbacks."""
     async def aclose(self) -> None: ...
     async def dial(self, request: DialRequest) -> DialResult: ...
     async def hangup(self, ref: CallRef) -> None:

@@ -63,6 +63,11 @@ class VoiceCallServiceStub:
                 request_serializer=voicecall_dot_v1_dot_voicecall__service__pb2.StatusRequest.SerializeToString,
                 response_deserializer=voicecall_dot_v1_dot_voicecall__service__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.ListCalls = channel.unary_unary(
+                '/voicecall.v1.VoiceCallService/ListCalls',
+                request_serializer=voicecall_dot_v1_dot_voicecall__service__pb2.ListCallsRequest.SerializeToString,
+                response_deserializer=voicecall_dot_v1_dot_voicecall__service__pb2.ListCallsResponse.FromString,
+                _registered_method=True)
         self.Tail = channel.unary_stream(
                 '/voicecall.v1.VoiceCallService/Tail',
                 request_serializer=voicecall_dot_v1_dot_voicecall__service__pb2.TailRequest.SerializeToString,
@@ -112,6 +117,13 @@ class VoiceCallServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListCalls(self, request, context):
+        """ListCalls lists calls, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Tail(self, request, context):
         """Tail streams call events from the durable log, then live, in sequence order.
         """
@@ -146,6 +158,11 @@ def add_VoiceCallServiceServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=voicecall_dot_v1_dot_voicecall__service__pb2.StatusRequest.FromString,
                     response_serializer=voicecall_dot_v1_dot_voicecall__service__pb2.StatusResponse.SerializeToString,
+            ),
+            'ListCalls': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCalls,
+                    request_deserializer=voicecall_dot_v1_dot_voicecall__service__pb2.ListCallsRequest.FromString,
+                    response_serializer=voicecall_dot_v1_dot_voicecall__service__pb2.ListCallsResponse.SerializeToString,
             ),
             'Tail': grpc.unary_stream_rpc_method_handler(
                     servicer.Tail,
@@ -291,6 +308,33 @@ class VoiceCallService:
             '/voicecall.v1.VoiceCallService/Status',
             voicecall_dot_v1_dot_voicecall__service__pb2.StatusRequest.SerializeToString,
             voicecall_dot_v1_dot_voicecall__service__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCalls(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voicecall.v1.VoiceCallService/ListCalls',
+            voicecall_dot_v1_dot_voicecall__service__pb2.ListCallsRequest.SerializeToString,
+            voicecall_dot_v1_dot_voicecall__service__pb2.ListCallsResponse.FromString,
             options,
             channel_credentials,
             insecure,
