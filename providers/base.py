@@ -106,6 +106,9 @@ class DialRequest:
 class DialResult:
     provider_call_id: str
     status: str = "initiated"
+    message_delivered_inline: bool = False
+    """True when the dial request itself carries the notify message (Twilio inline TwiML), so the
+    manager must not speak it again on answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,12 +204,16 @@ class Provider(Protocol):
     """What a telephony provider adapter offers the call manager (reference section 3.0)."""
 
     name: str
+    speaks_pending_in_reply: bool
+    """True when the provider delivers a notify message in its answer-webhook reply
+    (CallView.pending_message) rather than through ``speak`` after the call is answered."""
     signature_headers: tuple[str, ...]
     """Header names (lower-case) at least one of which a genuine webhook carries; checked before
     the body is read. Empty for providers that do not sign (mock)."""
 
     async def start(self, sink: EventSink, webhook_url: str) -> None:
         """Begin work. ``webhook_url`` is the public webhook URL (no query) for callbacks."""
+
     async def aclose(self) -> None: ...
     async def dial(self, request: DialRequest) -> DialResult: ...
     async def hangup(self, ref: CallRef) -> None:

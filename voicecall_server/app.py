@@ -1,0 +1,209 @@
+"""The composition root: one process, one event loop, the gRPC server next to the aiohttp listener.
+
+Shutdown order (ARCHITECTURE.md section 6): health NOT_SERVING -> gRPC stop(grace) -> aiohttp
+cleanup (media sockets closed GOING_AWAY) -> manager timers -> provider closed -> store closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from providers.base import CallMode, Provider
+from voicecall_client.v1 import voicecall_service_pb2 as pb
+from voicecall_client.v1 import voicecall_service_pb2_grpc as pb_grpc
+
+from .bus import EventBus
+from .config import Config
+from .inbound import InboundPolicy
+from .manager import CallManager, ManagerSettings
+from .providers_factory import build_provider
+from .servicer import VoiceCallServicer
+from .store import Store
+from .webhook.listener import ListenerSettings, WebhookListener
+from .webhook.public_url import ForwardingPolicy
+
+log = logging.getLogger("voicecall")
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["VoiceCallService"].full_name
+GRPC_GRACE_S = 5.0
+
+
+class StartupError(Exception):
+    """A start-up failure worth one clear line (port in use, unreadable store)."""
+
+
+def manager_settings(config: Config, stream_url: str | None) -> ManagerSettings:
+    return ManagerSettings(
+        provider_name=config.provider,
+        from_number=config.from_number or "+15550000000",
+        to_number=config.to_number,
+        default_mode=CallMode(config.outbound.default_mode),
+        notify_hangup_delay_s=float(config.outbound.notify_hangup_delay_sec),
+        max_duration_s=float(config.max_duration_seconds),
+        stale_call_reaper_s=float(config.stale_call_reaper_seconds),
+        transcript_timeout_s=config.transcript_timeout_ms / 1000,
+        ring_timeout_s=max(1, config.ring_timeout_ms // 1000),
+        max_concurrent_calls=config.max_concurrent_calls,
+        inbound=InboundPolicy(
+            mode=config.inbound_policy,
+            allow_from=tuple(config.allow_from),
+            greeting=config.inbound_greeting or "Hello! How can I help you today?",
+        ),
+        machine_detection=config.outbound.machine_detection,
+        voice=config.tts.openai.voice if config.tts.openai else None,
+        stream_url=stream_url,
+        retention_days=config.retention.ended_call_days,
+    )
+
+
+@dataclass
+class Ports:
+    grpc: int
+    http: int
+
+
+class Sidecar:
+    def __init__(self, config: Config, *, provider: Provider | None = None) -> None:
+        self.config = config
+        self.store = Store(Path(config.store))
+        self.bus = EventBus()
+        self.provider = provider or build_provider(config)
+        self.public_url = config.public_url
+        self.manager = CallManager(manager_settings(config, None), self.store, self.bus, self.provider)
+        self.servicer = VoiceCallServicer(self.manager, self.store, self.bus)
+        self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+        self.grpc_server: grpc.aio.Server | None = None
+        self.runner: web.AppRunner | None = None
+        self.ports = Ports(0, 0)
+        self.listener: WebhookListener | None = None
+
+    # -- start ----------------------------------------------------------------------------------
+    async def start(self) -> Ports:
+        cfg = self.config
+        app = web.Application(client_max_size=1024 * 1024)
+        policy = ForwardingPolicy.from_settings(
+            allowed_hosts=cfg.webhook_security.allowed_hosts,
+            trust_forwarding_headers=cfg.webhook_security.trust_forwarding_headers,
+            trusted_proxy_ips=cfg.webhook_security.trusted_proxy_ips,
+            allow_ngrok_free_tier_loopback_bypass=cfg.tunnel.allow_ngrok_free_tier_loopback_bypass,
+            tunnel_provider=cfg.tunnel.provider,
+            serve_bind=cfg.serve.bind,
+        )
+        self.listener = WebhookListener(
+            ListenerSettings(path=cfg.serve.path, public_url=cfg.public_url, policy=policy),
+            self.provider,
+            self.manager,
+        )
+        self.listener.add_routes(app)
+        app.router.add_get("/healthz", self._healthz)
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self.runner.setup()
+        http_port = await self._start_http(cfg.serve.bind, cfg.serve.port)
+        webhook_url = self._webhook_url(http_port)
+        self.manager.webhook_url = webhook_url
+        await self.provider.start(self.manager.handle_events, webhook_url)
+        await self.manager.start()
+        grpc_port = await self._start_grpc()
+        self.ports = Ports(grpc_port, http_port)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "voicecall serving: gRPC %s:%d, webhooks %s (provider %s, store %s)",
+            cfg.grpc.bind,
+            grpc_port,
+            webhook_url,
+            cfg.provider,
+            self.store.path,
+        )
+        return self.ports
+
+    def _webhook_url(self, http_port: int) -> str:
+        if self.config.public_url:
+            return self.config.public_url
+        host = self.config.serve.bind
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{http_port}{self.config.serve.path}"
+
+    async def _start_http(self, bind: str, port: int) -> int:
+        assert self.runner is not None
+        site = web.TCPSite(self.runner, bind, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as err:
+            raise StartupError(
+                f"cannot listen for webhooks on {bind}:{port}: {err.strerror or err}; "
+                "is another voicecall-server running? Change serve.port or stop the other process"
+            ) from None
+        server = site._server
+        assert server is not None
+        sockets = getattr(server, "sockets", None) or []
+        return int(sockets[0].getsockname()[1]) if sockets else port
+
+    async def _start_grpc(self) -> int:
+        cfg = self.config.grpc
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        pb_grpc.add_VoiceCallServiceServicer_to_server(self.servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME, health.SERVICE_NAME), server)
+        if cfg.unix_socket:
+            address = f"unix:{cfg.unix_socket}"
+        else:
+            host = f"[{cfg.bind}]" if ":" in cfg.bind else cfg.bind
+            address = f"{host}:{cfg.port}"
+        if not cfg.unix_socket and cfg.port and _port_in_use(cfg.bind, cfg.port):
+            raise StartupError(
+                f"cannot listen for gRPC on {address}: address already in use; "
+                "is another voicecall-server running? Change grpc.port or stop the other process"
+            )
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError as err:
+            raise StartupError(f"cannot listen for gRPC on {address}: {err}") from None
+        await server.start()
+        self.grpc_server = server
+        return port
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "liveCalls": self.manager.live_count})
+
+    # -- stop -----------------------------------------------------------------------------------
+    async def stop(self) -> None:
+        await self.health.enter_graceful_shutdown()
+        self.servicer.shutting_down.set()
+        if self.grpc_server is not None:
+            self.bus.close_all()
+            await self.grpc_server.stop(GRPC_GRACE_S)
+        if self.runner is not None:
+            await self.runner.cleanup()
+        await self.manager.aclose()
+        await self.provider.aclose()
+        self.store.close()
+
+
+def _port_in_use(bind: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((bind, port))
+        except OSError:
+            return True
+    return False
+
+
+async def serve(config: Config, stop: asyncio.Event) -> None:
+    sidecar = Sidecar(config)
+    try:
+        await sidecar.start()
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await sidecar.stop()

@@ -1,0 +1,817 @@
+"""The call manager: call records, the state machine, turns, timers, restore, and provider events."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+from providers.base import (
+    CallMode,
+    CallRef,
+    CallView,
+    DialRequest,
+    Direction,
+    EndReason,
+    EventType,
+    Provider,
+    ProviderError,
+    ProviderEvent,
+    WebhookOutcome,
+)
+
+from .bus import EventBus
+from .changes import Changes
+from .domain import CallRecord, CallState, EventKind, Speaker, TurnLatency, utcnow
+from .errors import CallError, Reason, from_provider_error
+from .idempotency import Idempotency
+from .inbound import InboundPolicy
+from .store import Store
+
+log = logging.getLogger("voicecall.manager")
+
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+MACHINE_ANSWERS = ("machine", "fax")
+
+
+def check_e164(value: str, field_name: str) -> str:
+    value = value.strip()
+    if not E164.match(value):
+        raise CallError(
+            Reason.INVALID_PHONE_NUMBER,
+            f"{field_name} must be an E.164 number like +15551234567, got {value!r}",
+            field=field_name,
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerSettings:
+    provider_name: str = "mock"
+    from_number: str = "+15550000000"
+    to_number: str | None = None
+    default_mode: CallMode = CallMode.NOTIFY
+    notify_hangup_delay_s: float = 3.0
+    max_duration_s: float = 300.0
+    stale_call_reaper_s: float = 120.0
+    transcript_timeout_s: float = 180.0
+    ring_timeout_s: int = 30
+    max_concurrent_calls: int = 1
+    inbound: InboundPolicy = field(default_factory=InboundPolicy)
+    machine_detection: str = "off"
+    voice: str | None = None
+    stream_url: str | None = None
+    """The public media-stream URL when streaming is enabled; None disables streams."""
+    retention_days: int = 30
+    idempotency_ttl_s: float = 48 * 3600.0
+    restore_timeout_s: float = 10.0
+
+
+class OutboundGuard(Protocol):
+    def check(self, to_number: str) -> CallError | None: ...
+    def record(self) -> None: ...
+
+
+class MediaBridge(Protocol):
+    """The media-stream side: speaks through a live stream when the call has one."""
+
+    def has_stream(self, call_id: str) -> bool: ...
+    async def say(self, call_id: str, text: str) -> str | None:
+        """Play ``text``; return what the caller heard, or None if the stream could not play it."""
+
+
+CallerTurnHook = Callable[[CallRecord, str], Coroutine[Any, Any, None]]
+
+
+@dataclass
+class _Turn:
+    token: str
+    future: asyncio.Future[str]
+    started: float
+
+
+class CallManager:
+    def __init__(
+        self,
+        settings: ManagerSettings,
+        store: Store,
+        bus: EventBus,
+        provider: Provider,
+        *,
+        guard: OutboundGuard | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.bus = bus
+        self.provider = provider
+        self.guard = guard
+        self.media: MediaBridge | None = None
+        self.webhook_url = ""
+        self.on_caller_turn: CallerTurnHook | None = None
+        self.idempotency = Idempotency(store)
+        self._live: dict[str, CallRecord] = {}
+        self._by_provider_id: dict[str, str] = {}
+        self._turns: dict[str, _Turn] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._rejected: dict[str, float] = {}
+        self._delivering: set[str] = set()
+        self._closing = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self._restore()
+        self.prune()
+        if self.settings.stale_call_reaper_s > 0:
+            self._spawn(self._reaper())
+
+    async def aclose(self) -> None:
+        self._closing = True
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        for turn in self._turns.values():
+            if not turn.future.done():
+                turn.future.set_exception(CallError(Reason.SHUTTING_DOWN, "the sidecar is shutting down"))
+                turn.future.exception()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("background task failed: %r", exc, exc_info=exc)
+
+    def _commit(self, ch: Changes) -> None:
+        ch.commit(self.store, self.bus)
+        rec = ch.record
+        if rec.terminal:
+            self._forget(rec)
+        else:
+            self._live[rec.call_id] = rec
+            if rec.provider_call_id:
+                self._by_provider_id[rec.provider_call_id] = rec.call_id
+
+    def _forget(self, rec: CallRecord) -> None:
+        self._live.pop(rec.call_id, None)
+        if rec.provider_call_id and self._by_provider_id.get(rec.provider_call_id) == rec.call_id:
+            del self._by_provider_id[rec.provider_call_id]
+        if (handle := self._timers.pop(rec.call_id, None)) is not None:
+            handle.cancel()
+        turn = self._turns.get(rec.call_id)
+        if turn and not turn.future.done():
+            reason = rec.end_reason.value if rec.end_reason else "ended"
+            turn.future.set_exception(CallError(Reason.CALL_NOT_ACTIVE, f"the call ended ({reason})"))
+            turn.future.exception()
+
+    # -- lookups --------------------------------------------------------------------------------
+    def find(self, call_id: str) -> CallRecord | None:
+        """By call id or provider call id: live calls first, then the store."""
+        if not call_id:
+            return None
+        if rec := self._live.get(call_id):
+            return rec
+        if (cid := self._by_provider_id.get(call_id)) and (rec := self._live.get(cid)):
+            return rec
+        return self.store.get_call(call_id) or self.store.find_by_provider_call_id(call_id)
+
+    def get(self, call_id: str) -> CallRecord:
+        if not call_id.strip():
+            raise CallError(Reason.INVALID_FIELD, "call_id is required", field="call_id")
+        rec = self.find(call_id.strip())
+        if rec is None:
+            raise CallError(Reason.CALL_NOT_FOUND, f"no call with id {call_id!r}")
+        return rec
+
+    def _connected(self, call_id: str) -> CallRecord:
+        rec = self.get(call_id)
+        if rec.terminal:
+            raise CallError(Reason.CALL_NOT_ACTIVE, f"call {rec.call_id} has ended ({rec.state.value})")
+        if rec.answered_at is None or not rec.provider_call_id:
+            raise CallError(
+                Reason.CALL_NOT_ACTIVE, f"call {rec.call_id} is not connected yet ({rec.state.value})"
+            )
+        return rec
+
+    @property
+    def live_count(self) -> int:
+        return len(self._live)
+
+    def ref(self, rec: CallRecord, *, with_stream: bool = False) -> CallRef:
+        stream_url = self._stream_url(rec) if with_stream else None
+        return CallRef(
+            rec.call_id, rec.provider_call_id, stream_url, rec.stream_token if stream_url else None
+        )
+
+    def _stream_url(self, rec: CallRecord) -> str | None:
+        if not self.settings.stream_url or not rec.stream_token or rec.mode is CallMode.NOTIFY:
+            return None
+        return self.settings.stream_url
+
+    def _streamed(self, rec: CallRecord) -> bool:
+        return self.media is not None and self.media.has_stream(rec.call_id)
+
+    # -- Initiate -------------------------------------------------------------------------------
+    async def initiate(
+        self,
+        *,
+        to_number: str,
+        message: str,
+        mode: CallMode | None,
+        session_key: str = "",
+        request_id: str = "",
+    ) -> CallRecord:
+        to = to_number.strip() or (self.settings.to_number or "")
+        if not to:
+            raise CallError(
+                Reason.INVALID_FIELD, "to_number is required (no toNumber is configured)", field="to_number"
+            )
+        to = check_e164(to, "to_number")
+        mode = mode or self.settings.default_mode
+        message = message.strip()
+        if mode is CallMode.NOTIFY and not message:
+            raise CallError(Reason.INVALID_FIELD, "message is required for a notify call", field="message")
+        payload = {"to": to, "message": message, "mode": mode.value, "session_key": session_key}
+        if not request_id:
+            return await self._dial(to, message, mode, session_key, None)
+        outcome = await self.idempotency.run(
+            request_id,
+            "Initiate",
+            payload,
+            lambda fp: self._dial_outcome(to, message, mode, session_key, (request_id, fp)),
+        )
+        Idempotency.raise_if_error(outcome)
+        return self.get(outcome["call_id"])
+
+    async def _dial_outcome(
+        self, to: str, message: str, mode: CallMode, session_key: str, request: tuple[str, str]
+    ) -> dict[str, Any]:
+        rec = await self._dial(to, message, mode, session_key, request)
+        return {"call_id": rec.call_id}
+
+    async def _dial(
+        self, to: str, message: str, mode: CallMode, session_key: str, request: tuple[str, str] | None
+    ) -> CallRecord:
+        if self._closing:
+            raise CallError(
+                Reason.SHUTTING_DOWN, "the sidecar is shutting down; retry against the new instance"
+            )
+        if self.guard is not None and (refusal := self.guard.check(to)) is not None:
+            raise refusal
+        if len(self._live) >= self.settings.max_concurrent_calls:
+            raise CallError(
+                Reason.MAX_CONCURRENT_CALLS,
+                f"maximum concurrent calls ({self.settings.max_concurrent_calls}) reached; end a call or raise"
+                " maxConcurrentCalls",
+            )
+        rec = CallRecord(
+            call_id=str(uuid.uuid4()),
+            provider=self.settings.provider_name,
+            direction=Direction.OUTBOUND,
+            state=CallState.INITIATED,
+            from_number=self.settings.from_number,
+            to_number=to,
+            mode=mode,
+            created_at=utcnow(),
+            session_key=session_key,
+            initial_message=message,
+            stream_token=secrets.token_urlsafe(16),
+        )
+        ch = Changes(rec)
+        ch.event(EventKind.STATE_CHANGED, {"state": rec.state.value})
+        if request:
+            ch.request = (request[0], "Initiate", request[1], {"call_id": rec.call_id, "pending": True})
+        # Durable before dialing: a crash after the dial can never lead a retry to dial again.
+        self._commit(ch)
+        dial = DialRequest(
+            call_id=rec.call_id,
+            from_number=rec.from_number,
+            to_number=to,
+            webhook_url=self.webhook_url,
+            mode=mode,
+            message=message,
+            voice=self.settings.voice,
+            ring_timeout_s=self.settings.ring_timeout_s,
+            machine_detection=self.settings.machine_detection,
+        )
+        try:
+            result = await self.provider.dial(dial)
+        except ProviderError as err:
+            error = from_provider_error(err, self.settings.provider_name)
+            ch.event(EventKind.ERROR, {"message": error.message})
+            ch.finish(EndReason.FAILED)
+            if request:
+                ch.request = (
+                    request[0],
+                    "Initiate",
+                    request[1],
+                    {"call_id": rec.call_id, "error": error.to_dict()},
+                )
+            self._commit(ch)
+            raise error from None
+        if self.guard is not None:
+            self.guard.record()
+        rec.provider_call_id = result.provider_call_id
+        if result.message_delivered_inline:
+            rec.metadata["inline_message"] = True
+        if request:
+            ch.request = (request[0], "Initiate", request[1], {"call_id": rec.call_id})
+        self._commit(ch)
+        return rec
+
+    # -- Speak / Continue / End -----------------------------------------------------------------
+    async def speak(self, call_id: str, message: str, *, request_id: str = "") -> CallRecord:
+        message = message.strip()
+        if not message:
+            raise CallError(Reason.INVALID_FIELD, "message is required", field="message")
+        rec = self._connected(call_id)
+        if not request_id:
+            await self._say(rec, message)
+            return rec
+        outcome = await self.idempotency.run(
+            request_id,
+            "Speak",
+            {"call_id": rec.call_id, "message": message},
+            lambda fp: self._speak_outcome(rec, message, (request_id, fp)),
+        )
+        Idempotency.raise_if_error(outcome)
+        return self.get(rec.call_id)
+
+    async def _speak_outcome(self, rec: CallRecord, message: str, request: tuple[str, str]) -> dict[str, Any]:
+        try:
+            await self._say(rec, message)
+        except CallError as err:
+            self.store.put_request(request[0], "Speak", request[1], {"error": err.to_dict()})
+            raise
+        self.store.put_request(request[0], "Speak", request[1], {"call_id": rec.call_id})
+        return {"call_id": rec.call_id}
+
+    async def _say(self, rec: CallRecord, text: str) -> None:
+        ch = Changes(rec)
+        ch.move(CallState.SPEAKING)
+        self._commit(ch)
+        heard: str | None = None
+        if self.media is not None and self.media.has_stream(rec.call_id):
+            heard = await self.media.say(rec.call_id, text)
+        if heard is None:
+            try:
+                await self.provider.speak(self.ref(rec, with_stream=True), text, voice=self.settings.voice)
+            except ProviderError as err:
+                error = from_provider_error(err, rec.provider)
+                ch.event(EventKind.ERROR, {"message": f"speak failed: {error.message}"})
+                self._commit(ch)
+                raise error from None
+            heard = text
+        if rec.terminal:
+            return
+        if heard:
+            ch.say(Speaker.BOT, heard)
+        self._commit(ch)
+
+    async def continue_turn(
+        self, call_id: str, message: str, *, timeout_s: float | None = None, request_id: str = ""
+    ) -> tuple[str, CallRecord]:
+        message = message.strip()
+        if not message:
+            raise CallError(Reason.INVALID_FIELD, "message is required", field="message")
+        if timeout_s is not None and timeout_s <= 0:
+            raise CallError(Reason.INVALID_FIELD, "timeout must be positive", field="timeout")
+        rec = self._connected(call_id)
+        if not request_id:
+            transcript = await self._turn(rec, message, timeout_s)
+            return transcript, rec
+        payload = {"call_id": rec.call_id, "message": message, "timeout": timeout_s}
+        outcome = await self.idempotency.run(
+            request_id,
+            "Continue",
+            payload,
+            lambda fp: self._turn_outcome(rec, message, timeout_s, (request_id, fp)),
+        )
+        Idempotency.raise_if_error(outcome)
+        return str(outcome["transcript"]), self.get(rec.call_id)
+
+    async def _turn_outcome(
+        self, rec: CallRecord, message: str, timeout_s: float | None, request: tuple[str, str]
+    ) -> dict[str, Any]:
+        try:
+            transcript = await self._turn(rec, message, timeout_s)
+        except CallError as err:
+            if err.reason is not Reason.TURN_IN_PROGRESS:
+                self.store.put_request(request[0], "Continue", request[1], {"error": err.to_dict()})
+            raise
+        self.store.put_request(request[0], "Continue", request[1], {"transcript": transcript})
+        return {"transcript": transcript}
+
+    async def _turn(self, rec: CallRecord, message: str, timeout_s: float | None) -> str:
+        if rec.call_id in self._turns:
+            raise CallError(
+                Reason.TURN_IN_PROGRESS, f"a turn is already running on call {rec.call_id}; wait for it"
+            )
+        timeout = timeout_s if timeout_s is not None else self.settings.transcript_timeout_s
+        started = time.monotonic()
+        turn = _Turn(uuid.uuid4().hex, asyncio.get_running_loop().create_future(), started)
+        self._turns[rec.call_id] = turn
+        listening = False
+        try:
+            await self._say(rec, message)
+            self._check_live(rec)
+            ch = Changes(rec)
+            ch.move(CallState.LISTENING)
+            self._commit(ch)
+            listen_start = time.monotonic()
+            if not self._streamed(rec):
+                try:
+                    await self.provider.start_listening(self.ref(rec), turn.token)
+                    listening = True
+                except ProviderError as err:
+                    raise from_provider_error(err, rec.provider) from None
+            try:
+                transcript = await asyncio.wait_for(asyncio.shield(turn.future), timeout)
+            except TimeoutError:
+                raise CallError(
+                    Reason.TRANSCRIPT_TIMEOUT, f"the caller said nothing within {timeout:g} s"
+                ) from None
+            done = time.monotonic()
+            rec.turn_latencies.append(
+                TurnLatency(
+                    turn=len(rec.turn_latencies) + 1,
+                    total_ms=round((done - started) * 1000, 1),
+                    listen_wait_ms=round((done - listen_start) * 1000, 1),
+                )
+            )
+            self._commit(Changes(rec))
+            return transcript
+        finally:
+            if self._turns.get(rec.call_id) is turn:
+                del self._turns[rec.call_id]
+            if not turn.future.done():
+                turn.future.cancel()
+            if listening and not rec.terminal:
+                try:
+                    await self.provider.stop_listening(self.ref(rec))
+                except ProviderError as err:
+                    log.warning("stop listening failed on call %s: %s", rec.call_id, err.message)
+
+    def _check_live(self, rec: CallRecord) -> None:
+        if rec.terminal:
+            raise CallError(Reason.CALL_NOT_ACTIVE, f"the call ended ({rec.state.value})")
+
+    async def end(self, call_id: str, reason: EndReason = EndReason.HANGUP_BOT) -> CallRecord:
+        rec = self.get(call_id)
+        if rec.terminal:
+            return rec
+        if rec.provider_call_id:
+            try:
+                await self.provider.hangup(self.ref(rec))
+            except ProviderError as err:
+                error = from_provider_error(err, rec.provider)
+                ch = Changes(rec)
+                ch.event(EventKind.ERROR, {"message": f"hang-up failed: {error.message}"})
+                self._commit(ch)
+                raise error from None
+        ch = Changes(rec)
+        ch.finish(reason)
+        self._commit(ch)
+        return rec
+
+    def list_calls(self, *, live_only: bool, page_size: int, page_token: str) -> tuple[list[CallRecord], str]:
+        size = 50 if page_size <= 0 else min(page_size, 1000)
+        before = None
+        if page_token:
+            try:
+                created, _, cid = base64.urlsafe_b64decode(page_token.encode()).decode().partition("|")
+            except (ValueError, UnicodeDecodeError):
+                raise CallError(Reason.INVALID_FIELD, "page_token is not one this server issued") from None
+            before = (created, cid)
+        calls = self.store.list_calls(live_only=live_only, limit=size + 1, before=before)
+        token = ""
+        if len(calls) > size:
+            calls = calls[:size]
+            last = calls[-1]
+            token = base64.urlsafe_b64encode(
+                f"{last.created_at.isoformat()}|{last.call_id}".encode()
+            ).decode()
+        return calls, token
+
+    # -- provider events ------------------------------------------------------------------------
+    async def handle_events(self, events: Sequence[ProviderEvent], *, replay: bool = False) -> WebhookOutcome:
+        views: dict[str, CallView] = {}
+        for index, ev in enumerate(events):
+            view = None if replay else self._apply(ev, index)
+            if view is None:
+                rec = self._resolve(ev)
+                view = self._view(rec) if rec else None
+            if view is not None and (ev.provider_call_id or view.provider_call_id):
+                views[ev.provider_call_id or view.provider_call_id or ""] = view
+        return WebhookOutcome(replay=replay, calls=views)
+
+    def _view(self, rec: CallRecord, *, rejected: bool = False) -> CallView:
+        pending = ""
+        if (
+            rec.mode is CallMode.NOTIFY
+            and rec.initial_message
+            and not rec.terminal
+            and self.provider.speaks_pending_in_reply
+            and rec.answered_at is not None
+        ):
+            pending = rec.initial_message
+        stream_url = self._stream_url(rec) if not rec.terminal else None
+        return CallView(
+            call_id=rec.call_id,
+            provider_call_id=rec.provider_call_id,
+            direction=rec.direction,
+            mode=rec.mode,
+            terminal=rec.terminal,
+            rejected=rejected,
+            pending_message=pending,
+            stream_url=stream_url,
+            stream_token=rec.stream_token if stream_url else None,
+        )
+
+    def _resolve(self, ev: ProviderEvent) -> CallRecord | None:
+        for key in (ev.call_id, ev.provider_call_id):
+            if key and (rec := self.find(key)) is not None:
+                return rec
+        return None
+
+    def _apply(self, ev: ProviderEvent, index: int) -> CallView | None:
+        key = f"{ev.dedupe_key}#{index}" if ev.dedupe_key else None
+        if key and self.store.has_dedupe_key(key):
+            log.info("duplicate provider event %s dropped", ev.type.value)
+            return None
+        rec = self._resolve(ev)
+        if rec is None:
+            if not ev.provider_call_id or ev.direction is None:
+                log.warning("event %s for an unknown call dropped", ev.type.value)
+                return None
+            if ev.direction is Direction.INBOUND:
+                decision = self.settings.inbound.decide(ev.from_number or "")
+                if not decision.accepted:
+                    return self._reject(ev, decision.reason)
+            rec = self._adopt(ev)
+        ch = Changes(rec)
+        if key:
+            ch.dedupe_keys.append(key)
+        if ev.provider_call_id and ev.provider_call_id != rec.provider_call_id:
+            old = rec.provider_call_id
+            rec.provider_call_id = ev.provider_call_id
+            if old and self._by_provider_id.get(old) == rec.call_id:
+                del self._by_provider_id[old]
+        self._apply_type(rec, ch, ev)
+        if self.provider.speaks_pending_in_reply and rec.mode is CallMode.NOTIFY and rec.answered_at:
+            view = self._view(rec)
+            if view.pending_message:
+                self._delivered_in_reply(rec, ch)
+            self._commit(ch)
+            return view
+        self._commit(ch)
+        return self._view(rec)
+
+    def _delivered_in_reply(self, rec: CallRecord, ch: Changes) -> None:
+        ch.say(Speaker.BOT, rec.initial_message)
+        rec.initial_message = ""
+
+    def _reject(self, ev: ProviderEvent, reason: str) -> CallView:
+        pid = ev.provider_call_id or ""
+        log.info("inbound call rejected by policy: %s", reason)
+        view = CallView(
+            call_id="",
+            provider_call_id=pid,
+            direction=Direction.INBOUND,
+            mode=CallMode.CONVERSATION,
+            terminal=True,
+            rejected=True,
+        )
+        if pid in self._rejected:
+            return view
+        if len(self._rejected) > 10_000:
+            self._rejected.clear()
+        self._rejected[pid] = time.monotonic()
+        self._spawn(self._hangup_rejected(pid))
+        return view
+
+    async def _hangup_rejected(self, provider_call_id: str) -> None:
+        try:
+            await self.provider.hangup(CallRef("", provider_call_id))
+        except ProviderError as err:
+            log.warning("hanging up a rejected inbound call failed: %s", err.message)
+
+    def _adopt(self, ev: ProviderEvent) -> CallRecord:
+        inbound = ev.direction is Direction.INBOUND
+        rec = CallRecord(
+            call_id=str(uuid.uuid4()),
+            provider=self.settings.provider_name,
+            direction=ev.direction or Direction.INBOUND,
+            state=CallState.RINGING,
+            from_number=ev.from_number or "",
+            to_number=ev.to_number or self.settings.from_number,
+            mode=CallMode.CONVERSATION if inbound else self.settings.default_mode,
+            created_at=ev.timestamp or utcnow(),
+            provider_call_id=ev.provider_call_id,
+            initial_message=self.settings.inbound.greeting if inbound else "",
+            stream_token=secrets.token_urlsafe(16),
+        )
+        ch = Changes(rec)
+        ch.event(EventKind.STATE_CHANGED, {"state": rec.state.value})
+        self._commit(ch)
+        if inbound:
+            self._spawn(self._answer_inbound(rec))
+        return rec
+
+    async def _answer_inbound(self, rec: CallRecord) -> None:
+        answer = getattr(self.provider, "answer", None)
+        if answer is None:
+            return
+        try:
+            await answer(self.ref(rec, with_stream=True))
+        except ProviderError as err:
+            ch = Changes(rec)
+            ch.event(EventKind.ERROR, {"message": f"answering the inbound call failed: {err.message}"})
+            self._commit(ch)
+
+    def _apply_type(self, rec: CallRecord, ch: Changes, ev: ProviderEvent) -> None:
+        t = ev.type
+        if t in (EventType.INITIATED, EventType.RINGING, EventType.ACTIVE, EventType.SPEAKING):
+            ch.move(_STATE_FOR[t])
+        elif t is EventType.ANSWERED:
+            self._answered(rec, ch, ev)
+        elif t is EventType.SPEECH:
+            self._speech(rec, ch, ev)
+        elif t is EventType.DTMF and ev.digits:
+            ch.event(EventKind.DTMF, {"digits": ev.digits})
+        elif t is EventType.ENDED:
+            ch.finish(ev.end_reason or EndReason.COMPLETED, ev.timestamp)
+        elif t is EventType.ERROR:
+            ch.event(EventKind.ERROR, {"message": ev.error or "provider reported an error"})
+            if not ev.retryable:
+                ch.finish(EndReason.ERROR)
+
+    def _answered(self, rec: CallRecord, ch: Changes, ev: ProviderEvent) -> None:
+        first = rec.answered_at is None
+        if first:
+            rec.answered_at = ev.timestamp or utcnow()
+            ch.move(CallState.ANSWERED)
+            self._arm_max_duration(rec, self.settings.max_duration_s)
+        if ev.answered_by and ev.answered_by != rec.answered_by:
+            rec.answered_by = ev.answered_by
+            if ev.answered_by.startswith(MACHINE_ANSWERS) and self.settings.machine_detection == "detect":
+                self._spawn(self._end_quietly(rec.call_id, EndReason.VOICEMAIL))
+                return
+        if not first:
+            return
+        if rec.metadata.pop("inline_message", False) and rec.initial_message:
+            ch.say(Speaker.BOT, rec.initial_message)
+            rec.initial_message = ""
+            return
+        if not rec.initial_message:
+            return
+        if rec.mode is CallMode.NOTIFY and self.provider.speaks_pending_in_reply:
+            return  # the answer webhook's reply carries it (see _view)
+        if self._stream_url(rec) is not None:
+            return  # spoken once the media stream is up (the media bridge calls deliver_initial_message)
+        self._spawn(self.deliver_initial_message(rec.call_id))
+
+    def _speech(self, rec: CallRecord, ch: Changes, ev: ProviderEvent) -> None:
+        text = ev.text.strip()
+        if not text:
+            return
+        turn = self._turns.get(rec.call_id)
+        if ev.is_final and turn and ev.turn_token and ev.turn_token != turn.token:
+            log.warning("speech for a stale turn on call %s ignored", rec.call_id)
+            return
+        ch.say(Speaker.CALLER, text, is_final=ev.is_final, confidence=ev.confidence)
+        ch.move(CallState.LISTENING)
+        if not ev.is_final:
+            return
+        if turn is not None:
+            if not turn.future.done():
+                turn.future.set_result(text)
+        elif self.on_caller_turn is not None and (
+            rec.direction is Direction.INBOUND or rec.mode is CallMode.CONVERSATION
+        ):
+            self._spawn(self.on_caller_turn(rec, text))
+
+    # -- timers and initial message -------------------------------------------------------------
+    def _arm_max_duration(self, rec: CallRecord, seconds: float) -> None:
+        if (old := self._timers.pop(rec.call_id, None)) is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self._timers[rec.call_id] = loop.call_later(
+            max(0.0, seconds), lambda: self._spawn(self._end_quietly(rec.call_id, EndReason.TIMEOUT))
+        )
+
+    async def _end_quietly(self, call_id: str, reason: EndReason) -> None:
+        try:
+            await self.end(call_id, reason)
+        except CallError as err:
+            log.warning("ending call %s (%s) failed: %s", call_id, reason.value, err.message)
+
+    async def deliver_initial_message(self, call_id: str) -> None:
+        """Speak the greeting or notify message once the call can hear it; keep it until it played."""
+        rec = self._live.get(call_id)
+        if rec is None or not rec.initial_message or call_id in self._delivering:
+            return
+        self._delivering.add(call_id)
+        try:
+            message = rec.initial_message
+            try:
+                await self._say(rec, message)
+            except CallError as err:
+                log.warning("initial message on call %s not delivered: %s", call_id, err.message)
+                return
+            rec.initial_message = ""
+            self._commit(Changes(rec))
+            if rec.mode is CallMode.NOTIFY and not rec.terminal:
+                await asyncio.sleep(self.settings.notify_hangup_delay_s)
+                await self._end_quietly(call_id, EndReason.HANGUP_BOT)
+        finally:
+            self._delivering.discard(call_id)
+
+    # -- restore, reaper, retention -------------------------------------------------------------
+    async def _restore(self) -> None:
+        candidates = self.store.live_calls()
+        if not candidates:
+            return
+        log.info("restoring %d live call(s)", len(candidates))
+        results = await asyncio.gather(
+            *(self._restore_one(rec) for rec in candidates), return_exceptions=True
+        )
+        for rec, result in zip(candidates, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("restoring call %s failed: %r", rec.call_id, result)
+
+    async def _restore_one(self, rec: CallRecord) -> None:
+        ch = Changes(rec)
+        if not rec.provider_call_id:
+            ch.event(
+                EventKind.ERROR, {"message": "the sidecar stopped before the provider confirmed the dial"}
+            )
+            ch.finish(EndReason.FAILED)
+            self._commit(ch)
+            return
+        try:
+            status = await asyncio.wait_for(
+                self.provider.fetch_status(rec.provider_call_id), self.settings.restore_timeout_s
+            )
+        except (TimeoutError, ProviderError):
+            status = None
+        if status is not None and status.is_terminal:
+            ch.finish(status.end_reason or EndReason.COMPLETED)
+            self._commit(ch)
+            return
+        self._live[rec.call_id] = rec
+        self._by_provider_id[rec.provider_call_id] = rec.call_id
+        if rec.answered_at is not None:
+            remaining = self.settings.max_duration_s - (utcnow() - rec.answered_at).total_seconds()
+            if remaining <= 0:
+                self._spawn(self._end_quietly(rec.call_id, EndReason.TIMEOUT))
+            else:
+                self._arm_max_duration(rec, remaining)
+
+    async def _reaper(self) -> None:
+        threshold = self.settings.stale_call_reaper_s
+        interval = min(30.0, max(0.05, threshold / 4))
+        while True:
+            await asyncio.sleep(interval)
+            self.reap_stale(threshold)
+            self.prune()
+
+    def reap_stale(self, threshold_s: float) -> int:
+        """End calls that were never answered within the threshold (answered calls are never reaped)."""
+        cutoff = utcnow() - timedelta(seconds=threshold_s)
+        stale = [r for r in self._live.values() if r.answered_at is None and r.created_at < cutoff]
+        for rec in stale:
+            log.info("reaping call %s: not answered after %g s", rec.call_id, threshold_s)
+            self._spawn(self._end_quietly(rec.call_id, EndReason.NO_ANSWER))
+        return len(stale)
+
+    def prune(self) -> int:
+        days = self.settings.retention_days
+        ended_before = utcnow() - timedelta(days=days) if days > 0 else None
+        return self.store.prune(
+            ended_before=ended_before, requests_before=time.time() - self.settings.idempotency_ttl_s
+        )
+
+
+_STATE_FOR = {
+    EventType.INITIATED: CallState.INITIATED,
+    EventType.RINGING: CallState.RINGING,
+    EventType.ACTIVE: CallState.ACTIVE,
+    EventType.SPEAKING: CallState.SPEAKING,
+}

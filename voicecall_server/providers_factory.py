@@ -1,0 +1,27 @@
+"""Builds the configured provider adapter from the config (the only place config meets providers)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from providers.base import Provider
+from providers.mock import MockProvider, MockSettings
+
+if TYPE_CHECKING:
+    from .config import Config
+
+
+def build_provider(config: Config) -> Provider:
+    name = config.provider
+    if name == "mock":
+        m = config.mock
+        return MockProvider(
+            MockSettings(
+                answer_after_ms=m.answer_after_ms,
+                outcome=m.outcome,
+                caller_replies=tuple(m.caller_replies),
+                reply_after_ms=m.reply_after_ms,
+                hangup_after_ms=m.hangup_after_ms,
+            )
+        )
+    raise ValueError(f"provider {name!r} is not available in this build")
