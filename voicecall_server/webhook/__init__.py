@@ -1,0 +1,1 @@
+"""Webhook security primitives: public URL reconstruction, replay caches, pre-auth limits."""
