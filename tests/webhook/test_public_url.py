@@ -257,16 +257,20 @@ def test_reconstruct(case: Case) -> None:
 
 
 def test_trusted_flag_reports_header_trust() -> None:
-    args = {
-        "public_url": None,
-        "scheme": "http",
-        "host_header": "h.example.com",
-        "headers": {},
-        "path_qs": "/",
-    }
-    assert reconstruct(policy=TRUST, remote_ip="1.2.3.4", **args).trusted_forwarding is True
-    assert reconstruct(policy=NONE, remote_ip="1.2.3.4", **args).trusted_forwarding is False
-    assert reconstruct(policy=PROXY_ONLY, remote_ip="1.2.3.4", **args).trusted_forwarding is False
+    def trusted(policy: ForwardingPolicy) -> bool:
+        return reconstruct(
+            policy=policy,
+            public_url=None,
+            scheme="http",
+            host_header="h.example.com",
+            headers={},
+            remote_ip="1.2.3.4",
+            path_qs="/",
+        ).trusted_forwarding
+
+    assert trusted(TRUST) is True
+    assert trusted(NONE) is False
+    assert trusted(PROXY_ONLY) is False
 
 
 def test_path_without_leading_slash_cannot_change_authority() -> None:
