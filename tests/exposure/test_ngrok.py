@@ -23,6 +23,7 @@ async def test_start_reads_url_from_json_log_and_stops_with_sigterm(fake_bin: Ca
     try:
         url = await tunnel.start()
         assert url == "https://ab12-203-0-113-7.ngrok-free.app"
+        assert tunnel.running
         assert await tunnel.start() == url
     finally:
         await tunnel.aclose()
@@ -44,6 +45,7 @@ async def test_start_reads_url_from_json_log_and_stops_with_sigterm(fake_bin: Ca
     assert calls[-1]["event"] == "terminated"
     assert not _pid_alive(int(str(calls[0]["pid"])))
     assert tunnel.public_url is None
+    assert not tunnel.running
     assert TOKEN not in repr(tunnel)
 
 

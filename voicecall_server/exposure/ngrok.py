@@ -55,6 +55,11 @@ class NgrokTunnel:
     def __repr__(self) -> str:
         return f"NgrokTunnel(port={self.port}, domain={self.domain!r}, public_url={self.public_url!r})"
 
+    @property
+    def running(self) -> bool:
+        """False once the agent has exited (the tunnel, and so the public URL, is gone)."""
+        return self._proc is not None and self._proc.returncode is None
+
     def argv(self) -> list[str]:
         argv = [self.executable, "http", str(self.port), "--log", "stdout", "--log-format", "json"]
         if self.domain:
