@@ -397,6 +397,7 @@ class InitiateRequest(_message.Message):
     MODE_FIELD_NUMBER: _builtins.int
     SESSION_KEY_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    DTMF_SEQUENCE_FIELD_NUMBER: _builtins.int
     to_number: _builtins.str
     """to_number is the number to call in E.164; empty means the configured toNumber."""
     message: _builtins.str
@@ -407,6 +408,8 @@ class InitiateRequest(_message.Message):
     """session_key is an opaque key of the gateway's, stored on the call."""
     request_id: _builtins.str
     """request_id makes the request idempotent: a retry with the same id and payload returns the first call."""
+    dtmf_sequence: _builtins.str
+    """dtmf_sequence is played once the call is answered, before the message (digits 0-9 * # A-D, w = wait)."""
     def __init__(
         self,
         *,
@@ -415,10 +418,11 @@ class InitiateRequest(_message.Message):
         mode: Global___CallMode.ValueType = ...,
         session_key: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        dtmf_sequence: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "mode", b"mode", "request_id", b"request_id", "session_key", b"session_key", "to_number", b"to_number"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dtmf_sequence", b"dtmf_sequence", "message", b"message", "mode", b"mode", "request_id", b"request_id", "session_key", b"session_key", "to_number", b"to_number"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -661,6 +665,56 @@ class StatusResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StatusResponse: _TypeAlias = StatusResponse  # noqa: Y015
+
+@_typing.final
+class SendDtmfRequest(_message.Message):
+    """SendDtmfRequest plays digits on a call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    DIGITS_FIELD_NUMBER: _builtins.int
+    call_id: _builtins.str
+    """call_id is the call's id (or its provider's id)."""
+    digits: _builtins.str
+    """digits are 0-9, *, #, A-D, and w for a half-second wait."""
+    def __init__(
+        self,
+        *,
+        call_id: _builtins.str = ...,
+        digits: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "digits", b"digits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendDtmfRequest: _TypeAlias = SendDtmfRequest  # noqa: Y015
+
+@_typing.final
+class SendDtmfResponse(_message.Message):
+    """SendDtmfResponse holds the call after the digits were sent."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def call(self) -> Global___Call:
+        """call is the call record."""
+
+    def __init__(
+        self,
+        *,
+        call: Global___Call | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["call", b"call"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call", b"call"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendDtmfResponse: _TypeAlias = SendDtmfResponse  # noqa: Y015
 
 @_typing.final
 class ListCallsRequest(_message.Message):

@@ -63,6 +63,11 @@ class VoiceCallServiceStub:
                 request_serializer=voicecall_dot_v1_dot_voicecall__service__pb2.StatusRequest.SerializeToString,
                 response_deserializer=voicecall_dot_v1_dot_voicecall__service__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.SendDtmf = channel.unary_unary(
+                '/voicecall.v1.VoiceCallService/SendDtmf',
+                request_serializer=voicecall_dot_v1_dot_voicecall__service__pb2.SendDtmfRequest.SerializeToString,
+                response_deserializer=voicecall_dot_v1_dot_voicecall__service__pb2.SendDtmfResponse.FromString,
+                _registered_method=True)
         self.ListCalls = channel.unary_unary(
                 '/voicecall.v1.VoiceCallService/ListCalls',
                 request_serializer=voicecall_dot_v1_dot_voicecall__service__pb2.ListCallsRequest.SerializeToString,
@@ -117,6 +122,13 @@ class VoiceCallServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SendDtmf(self, request, context):
+        """SendDtmf plays touch-tone digits on a live call (w = a half-second wait).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListCalls(self, request, context):
         """ListCalls lists calls, newest first.
         """
@@ -158,6 +170,11 @@ def add_VoiceCallServiceServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=voicecall_dot_v1_dot_voicecall__service__pb2.StatusRequest.FromString,
                     response_serializer=voicecall_dot_v1_dot_voicecall__service__pb2.StatusResponse.SerializeToString,
+            ),
+            'SendDtmf': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendDtmf,
+                    request_deserializer=voicecall_dot_v1_dot_voicecall__service__pb2.SendDtmfRequest.FromString,
+                    response_serializer=voicecall_dot_v1_dot_voicecall__service__pb2.SendDtmfResponse.SerializeToString,
             ),
             'ListCalls': grpc.unary_unary_rpc_method_handler(
                     servicer.ListCalls,
@@ -308,6 +325,33 @@ class VoiceCallService:
             '/voicecall.v1.VoiceCallService/Status',
             voicecall_dot_v1_dot_voicecall__service__pb2.StatusRequest.SerializeToString,
             voicecall_dot_v1_dot_voicecall__service__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendDtmf(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voicecall.v1.VoiceCallService/SendDtmf',
+            voicecall_dot_v1_dot_voicecall__service__pb2.SendDtmfRequest.SerializeToString,
+            voicecall_dot_v1_dot_voicecall__service__pb2.SendDtmfResponse.FromString,
             options,
             channel_credentials,
             insecure,

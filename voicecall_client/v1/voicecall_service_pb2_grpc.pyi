@@ -49,6 +49,8 @@ class VoiceCallServiceStub:
     """End hangs up a call. Ending a call that has already ended succeeds."""
     Status: _grpc.UnaryUnaryMultiCallable[_voicecall_service_pb2.StatusRequest, _voicecall_service_pb2.StatusResponse]
     """Status returns a call by its call_id or its provider's call id."""
+    SendDtmf: _grpc.UnaryUnaryMultiCallable[_voicecall_service_pb2.SendDtmfRequest, _voicecall_service_pb2.SendDtmfResponse]
+    """SendDtmf plays touch-tone digits on a live call (w = a half-second wait)."""
     ListCalls: _grpc.UnaryUnaryMultiCallable[_voicecall_service_pb2.ListCallsRequest, _voicecall_service_pb2.ListCallsResponse]
     """ListCalls lists calls, newest first."""
     Tail: _grpc.UnaryStreamMultiCallable[_voicecall_service_pb2.TailRequest, _voicecall_service_pb2.TailResponse]
@@ -74,6 +76,8 @@ class VoiceCallServiceAsyncStub(VoiceCallServiceStub):
     """End hangs up a call. Ending a call that has already ended succeeds."""
     Status: _aio.UnaryUnaryMultiCallable[_voicecall_service_pb2.StatusRequest, _voicecall_service_pb2.StatusResponse]  # type: ignore[assignment]
     """Status returns a call by its call_id or its provider's call id."""
+    SendDtmf: _aio.UnaryUnaryMultiCallable[_voicecall_service_pb2.SendDtmfRequest, _voicecall_service_pb2.SendDtmfResponse]  # type: ignore[assignment]
+    """SendDtmf plays touch-tone digits on a live call (w = a half-second wait)."""
     ListCalls: _aio.UnaryUnaryMultiCallable[_voicecall_service_pb2.ListCallsRequest, _voicecall_service_pb2.ListCallsResponse]  # type: ignore[assignment]
     """ListCalls lists calls, newest first."""
     Tail: _aio.UnaryStreamMultiCallable[_voicecall_service_pb2.TailRequest, _voicecall_service_pb2.TailResponse]  # type: ignore[assignment]
@@ -126,6 +130,14 @@ class VoiceCallServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_voicecall_service_pb2.StatusResponse, _abc.Awaitable[_voicecall_service_pb2.StatusResponse]]:
         """Status returns a call by its call_id or its provider's call id."""
+
+    @_abc_1.abstractmethod
+    def SendDtmf(
+        self,
+        request: _voicecall_service_pb2.SendDtmfRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_voicecall_service_pb2.SendDtmfResponse, _abc.Awaitable[_voicecall_service_pb2.SendDtmfResponse]]:
+        """SendDtmf plays touch-tone digits on a live call (w = a half-second wait)."""
 
     @_abc_1.abstractmethod
     def ListCalls(
