@@ -166,16 +166,22 @@ class VoiceCallClient:
         return self._stub_obj
 
     async def _unary(
-        self, method: _Unary[_ReqT, _RespT], request: _ReqT, timeout: float | None = None
+        self,
+        method: _Unary[_ReqT, _RespT],
+        request: _ReqT,
+        timeout: float | None = None,
+        *,
+        retry: bool = True,
     ) -> _RespT:
         deadline = self.default_timeout if timeout is None else timeout
         delay = self.retry_backoff
-        for attempt in range(1, self.retry_attempts + 1):
+        attempts = self.retry_attempts if retry else 1
+        for attempt in range(1, attempts + 1):
             try:
                 return await method(request, timeout=deadline, metadata=self._metadata)
             except grpc.aio.AioRpcError as exc:
                 err = from_rpc_error(exc)
-                if attempt >= self.retry_attempts or not _retryable(err):
+                if attempt >= attempts or not _retryable(err):
                     raise err from exc
             await asyncio.sleep(delay)
             delay *= 2
@@ -189,14 +195,19 @@ class VoiceCallClient:
         mode: str | int | None = None,
         session_key: str = "",
         request_id: str | None = None,
+        dtmf_sequence: str = "",
     ) -> pb.InitiateResponse:
-        """Place an outbound call. Empty ``to`` means the server's toNumber; mode None its defaultMode."""
+        """Place an outbound call. Empty ``to`` means the server's toNumber; mode None its defaultMode.
+
+        ``dtmf_sequence`` is played once the call is answered, before the message (w = wait).
+        """
         request = pb.InitiateRequest(
             to_number=to,
             message=message,
             mode=parse_mode(mode),
             session_key=session_key,
             request_id=request_id or str(uuid.uuid4()),
+            dtmf_sequence=dtmf_sequence,
         )
         return await self._unary(self._stub().Initiate, request)
 
@@ -231,6 +242,12 @@ class VoiceCallClient:
         """The call record for a call id or provider call id; NotFound if unknown."""
         response = await self._unary(self._stub().Status, pb.StatusRequest(call_id=call_id))
         return response.call
+
+    async def send_dtmf(self, call_id: str, digits: str) -> pb.SendDtmfResponse:
+        """Play touch tones (0-9 * # A-D, w = half-second wait) on a live call."""
+        # SendDtmf carries no request_id, so a repeat could play the digits twice: never retried.
+        request = pb.SendDtmfRequest(call_id=call_id, digits=digits)
+        return await self._unary(self._stub().SendDtmf, request, retry=False)
 
     async def list_calls(
         self, *, live_only: bool = False, page_size: int = 0, page_token: str = ""

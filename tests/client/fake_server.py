@@ -134,6 +134,10 @@ class FakeVoiceCall(pb_grpc.VoiceCallServiceServicer):
             )
         return pb.StatusResponse(call=call)
 
+    async def SendDtmf(self, request: pb.SendDtmfRequest, context: Any) -> pb.SendDtmfResponse:
+        await self._enter("SendDtmf", request, context)
+        return pb.SendDtmfResponse(call=make_call(request.call_id))
+
     async def ListCalls(self, request: pb.ListCallsRequest, context: Any) -> pb.ListCallsResponse:
         await self._enter("ListCalls", request, context)
         rows = [c for c in self.listing if not request.live_only or c.end_reason == pb.END_REASON_UNSPECIFIED]

@@ -227,3 +227,18 @@ def test_tls_options_need_cert_and_key_together() -> None:
 def test_tls_options_missing_file_fails_at_construction(tmp_path: object) -> None:
     with pytest.raises(FileNotFoundError):
         VoiceCallClient(tls=TlsOptions(ca_file="/nonexistent/ca.pem"))
+
+
+async def test_initiate_passes_dtmf_sequence(client: VoiceCallClient, fake: FakeVoiceCall) -> None:
+    await client.initiate_call("+15551234567", "hi", dtmf_sequence="ww123#")
+    assert fake.of("Initiate")[0].request.dtmf_sequence == "ww123#"
+
+
+async def test_send_dtmf_maps_and_is_never_retried(client: VoiceCallClient, fake: FakeVoiceCall) -> None:
+    resp = await client.send_dtmf("c1", "1w2#")
+    assert resp.call.call_id == "c1"
+    assert fake.of("SendDtmf")[0].request == pb.SendDtmfRequest(call_id="c1", digits="1w2#")
+    fake.failures["SendDtmf"] = [Failure(grpc.StatusCode.UNAVAILABLE)]
+    with pytest.raises(Unavailable):
+        await client.send_dtmf("c1", "9")
+    assert len(fake.of("SendDtmf")) == 2
