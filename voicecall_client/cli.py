@@ -105,6 +105,8 @@ def _error_line(err: VoiceCallError, server: str) -> str:
             "is it running? Point --server (or VOICECALL_SERVER) at it"
         )
     line = str(err)
+    if err.code == grpc.StatusCode.DEADLINE_EXCEEDED and not err.reason:
+        line += " (no answer in time; raise --timeout)"
     if err.code == grpc.StatusCode.UNAUTHENTICATED:
         line += " (set --token or VOICECALL_TOKEN to the server's grpc.authToken)"
     return line

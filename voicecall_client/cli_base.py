@@ -37,7 +37,7 @@ class Command:
 class CommandContext:
     """Parsed arguments plus a client made on first use (some commands never talk to the server)."""
 
-    args: argparse.Namespace
+    args: argparse.Namespace = field(repr=False)  # holds the token
     _client: VoiceCallClient | None = field(default=None, repr=False)
 
     @property

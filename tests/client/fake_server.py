@@ -95,6 +95,7 @@ class FakeVoiceCall(pb_grpc.VoiceCallServiceServicer):
         self.tail_legs: list[TailLeg] = []
         self.transcript = "yes please"
         self.tail_started = threading.Event()
+        self.stall: set[str] = set()  # methods that never answer (to hit client deadlines)
 
     def of(self, method: str) -> list[Recorded]:
         return [r for r in self.requests if r.method == method]
@@ -102,6 +103,8 @@ class FakeVoiceCall(pb_grpc.VoiceCallServiceServicer):
     async def _enter(self, method: str, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         md = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         self.requests.append(Recorded(method, request, md, context.time_remaining()))
+        if method in self.stall:
+            await asyncio.Event().wait()
         queue = self.failures.get(method)
         if queue:
             await context.abort_with_status(make_status(queue.pop(0)))

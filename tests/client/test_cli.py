@@ -329,6 +329,16 @@ def test_unauthenticated_hints_at_the_token(
     assert "VOICECALL_TOKEN" in err
 
 
+def test_client_deadline_is_reported_with_a_hint(
+    capsys: pytest.CaptureFixture[str], target: str, fake: FakeVoiceCall
+) -> None:
+    fake.stall.add("End")
+    rc, out, err = run(capsys, "--server", target, "--timeout", "0.2", "end", "-c", "c1")
+    assert (rc, out) == (1, "")
+    assert err == "voicecall: DEADLINE_EXCEEDED: Deadline Exceeded (no answer in time; raise --timeout)\n"
+    assert len(fake.of("End")) == 1  # a deadline is not retried
+
+
 def test_connection_refused_names_the_server(capsys: pytest.CaptureFixture[str]) -> None:
     address = f"127.0.0.1:{_free_port()}"
     rc, out, err = run(capsys, "--server", address, "status", "--call-id", "c1")
@@ -420,3 +430,13 @@ def test_top_level_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> No
     for cmd in COMMANDS:
         assert cmd.name in out
     assert "VOICECALL_SERVER" in out
+
+
+def test_context_repr_hides_the_token() -> None:
+    from voicecall_client.cli import build_parser
+    from voicecall_client.cli_base import CommandContext
+
+    args = build_parser().parse_args(["--token", "very-secret", "end", "-c", "c1"])
+    ctx = CommandContext(args)
+    assert "very-secret" not in repr(ctx)
+    assert "very-secret" not in repr(ctx.client())
