@@ -121,13 +121,13 @@ def _media(msg: Mapping[str, Any], sid: str) -> Media:
 
 def _start(msg: Mapping[str, Any], sid: str) -> Start:
     start = _obj(msg, "start")
-    params = start.get("customParameters") or {}
+    params = start.get("customParameters", {})
     if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
         raise MediaFrameError("start.customParameters must map names to strings")
-    fmt = start.get("mediaFormat") or {}
+    fmt = start.get("mediaFormat", {})
     if not isinstance(fmt, dict):
         raise MediaFrameError("start.mediaFormat must be an object")
-    tracks = start.get("tracks") or []
+    tracks = start.get("tracks", [])
     if not isinstance(tracks, list) or not all(isinstance(t, str) for t in tracks):
         raise MediaFrameError("start.tracks must be a list of strings")
     return Start(
