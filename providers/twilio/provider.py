@@ -13,7 +13,9 @@ can only be learned from the request that delivers the message.
 
 Machine detection: ``detect`` -> ``MachineDetection=Enable`` with ``AsyncAmd=true`` and an
 ``AsyncAmdStatusCallback`` (``?callId=..&type=amd``): the call proceeds at once and the verdict
-arrives as a webhook (ANSWERED with answered_by). ``leave-message`` -> ``DetectMessageEnd``,
+arrives as a webhook (ANSWERED with answered_by). When the answer request itself must deliver the
+message (the long-notify fallback), detection stays synchronous so the verdict arrives on that
+request and no other webhook can report the answer first. ``leave-message`` -> ``DetectMessageEnd``,
 synchronous: Twilio holds the TwiML (the inline message, or the answer-URL fetch) until the greeting
 ends, so the message lands after the beep; AsyncAmd would start the TwiML during the greeting, so it
 is not used there.
@@ -105,13 +107,15 @@ class TwilioProvider:
             params["url"] = twiml.with_query(base, [("callId", request.call_id)])
             params["method"] = "POST"
         params["status_callback_event"] = events
-        if request.machine_detection == "detect":
+        if request.machine_detection == "detect" and (inline or request.mode is not CallMode.NOTIFY):
             params["machine_detection"] = "Enable"
             params["async_amd"] = "true"
             params["async_amd_status_callback"] = twiml.with_query(
                 base, [("callId", request.call_id), ("type", "amd")]
             )
             params["async_amd_status_callback_method"] = "POST"
+        elif request.machine_detection == "detect":
+            params["machine_detection"] = "Enable"  # synchronous: the verdict rides on the answer request
         elif request.machine_detection == "leave-message":
             params["machine_detection"] = "DetectMessageEnd"
         calls = self.rest.client.api.v2010.account.calls

@@ -106,6 +106,11 @@ async def test_machine_detection_parameters(provider: TwilioProvider, fake: Fake
     form = dict(fake.requests[-1].form)
     assert form["MachineDetection"] == "DetectMessageEnd"
     assert "AsyncAmd" not in form
+    await provider.dial(dial(CallMode.NOTIFY, "word " * 900, amd="detect"))
+    form = dict(fake.requests[-1].form)
+    assert form["MachineDetection"] == "Enable"
+    assert "AsyncAmd" not in form
+    assert "Url" in form
 
 
 @pytest.mark.parametrize(
@@ -233,15 +238,25 @@ async def test_speak_and_listen_updates(provider: TwilioProvider, fake: FakeTwil
     assert form["Twiml"].startswith(
         '<Response><Say language="en-US" voice="Polly.Brian">hi</Say><Pause length="60" />'
     )
+    await provider.speak(CallRef("c-1", CALL_SID, "wss://voice.example.com/s", "tok-s"), "back")
+    form = dict(fake.requests[-1].form)
+    assert form["Twiml"].endswith(
+        '<Say language="en-US" voice="Polly.Joanna">back</Say><Connect><Stream url="wss://voice.example.com/s">'
+        '<Parameter name="token" value="tok-s" /></Stream></Connect></Response>'
+    )
     await provider.start_listening(CallRef("c-1", CALL_SID), "tok-1")
     form = dict(fake.requests[-1].form)
-    assert f'action="{WEBHOOK}?callId=c-1&amp;turnToken=tok-1"' in form["Twiml"]
+    assert form["Twiml"].startswith(
+        f'<Response><Gather action="{WEBHOOK}?callId=c-1&amp;turnToken=tok-1" input="speech" language="en-US"'
+        ' method="POST" speechTimeout="auto" /><Pause length="60" /><Redirect method="POST">'
+        f"{WEBHOOK}?callId=c-1&amp;ka="
+    )
     with pytest.raises(ProviderError) as info:
         await provider.speak(CallRef("c-1", None), "hi")
     assert info.value.kind is ProviderErrorKind.REJECTED
 
 
-def test_map_error_unexpected_and_repr() -> None:
+async def test_map_error_unexpected_and_repr() -> None:
     err = map_error(RuntimeError("boom " + AUTH_TOKEN), "place the call", secret=AUTH_TOKEN)
     assert err.kind is ProviderErrorKind.UNAVAILABLE
     assert AUTH_TOKEN not in err.message
@@ -252,8 +267,7 @@ def test_map_error_unexpected_and_repr() -> None:
         assert AUTH_TOKEN not in repr(p)
         assert AUTH_TOKEN not in repr(p.rest)
     finally:
-        p.rest._executor.shutdown()
-        p.rest._http.close()
+        await p.aclose()
 
 
 def test_settings_validation() -> None:

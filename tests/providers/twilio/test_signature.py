@@ -152,8 +152,8 @@ def test_replay_key_stable_and_distinct() -> None:
     assert skip_key("POST", URL, b"").startswith("twilio:skip:")
 
 
-_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
-_names = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
+_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=20)
+_names = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=12)
 
 
 @settings(max_examples=200, deadline=None)
