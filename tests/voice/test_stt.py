@@ -208,7 +208,7 @@ async def test_reconnects_after_drop_and_flushes_buffered_audio(
     stt.feed(buffered)
     hold.set()
     await eventually(lambda: len(fake.connections) == 2 and len(fake.connections[1].audio) == len(buffered))
-    assert stt.ready
+    await eventually(lambda: stt.ready)
     assert bytes(fake.connections[0].audio) == FRAME
     assert bytes(fake.connections[1].audio) == buffered
     assert len(fake.connections[1].session_updates) == 1
