@@ -39,7 +39,8 @@ async def test_openai_streams_pcm_and_sends_the_expected_request() -> None:
             first = await asyncio.wait_for(anext(gen), GUARD_S)
             # The fake is still holding its last chunk: these bytes were produced while streaming.
             assert not fake.last_sent
-            assert first and len(first) % FRAME_BYTES == 0
+            assert first
+            assert len(first) % FRAME_BYTES == 0
             fake.release.set()
             rest = await asyncio.wait_for(collect(gen), GUARD_S)
         finally:
@@ -70,9 +71,11 @@ async def test_openai_errors_are_safe(status: int, message: str) -> None:
             await engine.aclose()
     assert message in str(info.value)
     assert info.value.status == status
-    assert OPENAI_KEY not in str(info.value) and OPENAI_KEY not in repr(info.value)
+    assert OPENAI_KEY not in str(info.value)
+    assert OPENAI_KEY not in repr(info.value)
     assert "Incorrect API key" not in str(info.value)
-    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert info.value.__cause__ is None
+    assert info.value.__suppress_context__
     assert len(fake.requests) == 1  # no SDK retries on a live call
 
 
@@ -91,10 +94,14 @@ async def test_openai_stream_cut_midway_raises_after_first_bytes() -> None:
     async with FakeTtsServer(chunks=split(pcm_tone(24000, 0.5), 4800), break_after=2) as fake:
         engine = OpenAiTts(OPENAI_KEY, base_url=fake.url + "/v1")
         got: list[bytes] = []
+
+        async def consume() -> None:
+            async for chunk in engine.synthesize("hi"):
+                got.append(chunk)
+
         try:
-            with pytest.raises(TtsError):
-                async for chunk in engine.synthesize("hi"):
-                    got.append(chunk)
+            with pytest.raises(TtsError, match="interrupted"):
+                await asyncio.wait_for(consume(), GUARD_S)
         finally:
             await engine.aclose()
     assert got
@@ -185,10 +192,12 @@ def test_elevenlabs_rejects_formats_a_phone_cannot_play() -> None:
 async def test_build_tts_engine() -> None:
     assert build_tts_engine("edge") is None
     openai_engine = build_tts_engine("openai", openai_api_key=OPENAI_KEY, openai_voice="alloy")
-    assert isinstance(openai_engine, OpenAiTts) and openai_engine.voice == "alloy"
+    assert isinstance(openai_engine, OpenAiTts)
+    assert openai_engine.voice == "alloy"
     await openai_engine.aclose()
     eleven = build_tts_engine("elevenlabs", elevenlabs_api_key=ELEVEN_KEY, elevenlabs_voice_id="v1")
-    assert isinstance(eleven, ElevenLabsTts) and eleven.name == "elevenlabs"
+    assert isinstance(eleven, ElevenLabsTts)
+    assert eleven.name == "elevenlabs"
     await eleven.aclose()
     with pytest.raises(ValueError, match="API key"):
         build_tts_engine("openai")
