@@ -58,6 +58,12 @@ class FakePlivo:
     delay_s: float = 0.0
     stall: bool = False
     request_uuids: list[str] = field(default_factory=list)
+    request_uuid_list: bool = False
+    """Answer the create-call request with ``request_uuid`` as a list (as for bulk dialing)."""
+    gate: asyncio.Event | None = None
+    """When set, every request waits for it after being recorded."""
+    _release: asyncio.Event = field(default_factory=asyncio.Event)
+    _arrivals: asyncio.Condition = field(default_factory=asyncio.Condition)
     _runner: web.AppRunner | None = None
     base_url: str = ""
 
@@ -73,11 +79,18 @@ class FakePlivo:
         return self.base_url
 
     async def close(self) -> None:
+        self._release.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
-    def fail(self, status: int, *, count: int = 1, path_contains: str = "", error: str = "injected failure") -> None:
+    def fail(
+        self, status: int, *, count: int = 1, path_contains: str = "", error: str = "injected failure"
+    ) -> None:
         self.failures.append(Failure(status, error, count, path_contains))
+
+    async def wait_for_requests(self, count: int) -> None:
+        async with self._arrivals:
+            await self._arrivals.wait_for(lambda: len(self.requests) >= count)
 
     def paths(self) -> list[tuple[str, str]]:
         return [(r.method, r.path) for r in self.requests]
@@ -92,8 +105,12 @@ class FakePlivo:
             user, _, password = base64.b64decode(header[6:]).decode().partition(":")
             auth = (user, password)
         self.requests.append(Recorded(request.method, request.path, dict(request.query), body, auth))
+        async with self._arrivals:
+            self._arrivals.notify_all()
+        if self.gate is not None:
+            await self.gate.wait()
         if self.stall:
-            await asyncio.sleep(3600)
+            await self._release.wait()
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         for failure in self.failures:
@@ -108,13 +125,16 @@ class FakePlivo:
         parts = request.path[len(prefix) : -1].split("/")
         return self._route(request.method, parts, dict(request.query), body)
 
-    def _route(self, method: str, parts: list[str], query: dict[str, str], body: dict[str, Any]) -> web.Response:
+    def _route(
+        self, method: str, parts: list[str], query: dict[str, str], body: dict[str, Any]
+    ) -> web.Response:
         match method, parts:
             case "POST", ["Call"]:
                 request_uuid = str(uuid.uuid4())
                 self.request_uuids.append(request_uuid)
                 self.queued[request_uuid] = {"request_uuid": request_uuid, "to": body.get("to")}
-                return _json(201, {"api_id": _id(), "message": "call fired", "request_uuid": request_uuid})
+                uuids: str | list[str] = [request_uuid] if self.request_uuid_list else request_uuid
+                return _json(201, {"api_id": _id(), "message": "call fired", "request_uuid": uuids})
             case "POST", ["Call", call_uuid]:
                 if call_uuid not in self.live:
                     return _json(404, {"api_id": _id(), "error": "call not found"})
@@ -142,7 +162,11 @@ class FakePlivo:
         """Plivo connected the queued request: it is now a live call with a CallUUID."""
         call_uuid = call_uuid or str(uuid.uuid4())
         self.queued.pop(request_uuid, None)
-        self.live[call_uuid] = {"call_uuid": call_uuid, "call_status": "in-progress", "request_uuid": request_uuid}
+        self.live[call_uuid] = {
+            "call_uuid": call_uuid,
+            "call_status": "in-progress",
+            "request_uuid": request_uuid,
+        }
         return call_uuid
 
 
