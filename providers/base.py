@@ -74,7 +74,7 @@ class ProviderEvent:
     answered_by: str = ""
 
 
-EventSink = Callable[[Sequence[ProviderEvent]], Awaitable[None]]
+EventSink = Callable[[Sequence[ProviderEvent]], Awaitable[object]]
 """Where a provider delivers events that do not arrive as webhooks (mock timers, media streams)."""
 
 

@@ -65,6 +65,7 @@ class MockProvider:
         self.spoken: list[tuple[str, str]] = []
         self.hangups: list[str] = []
         self.listens: list[tuple[str, str]] = []
+        self.dtmf_sent: list[tuple[str, str]] = []
 
     async def start(self, sink: EventSink, webhook_url: str) -> None:
         self._sink = sink
@@ -120,6 +121,9 @@ class MockProvider:
 
     async def speak(self, ref: CallRef, text: str, *, voice: str | None = None) -> None:
         self.spoken.append((ref.call_id, text))
+
+    async def send_dtmf(self, ref: CallRef, digits: str) -> None:
+        self.dtmf_sent.append((ref.call_id, digits))
 
     async def start_listening(self, ref: CallRef, turn_token: str) -> None:
         self.listens.append((ref.call_id, turn_token))

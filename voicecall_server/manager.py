@@ -39,6 +39,7 @@ from .store import Store
 log = logging.getLogger("voicecall.manager")
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+DTMF = re.compile(r"^[0-9*#A-Dw]{1,64}$")
 MACHINE_ANSWERS = ("machine", "fax")
 
 
@@ -48,6 +49,17 @@ def check_e164(value: str, field_name: str) -> str:
         raise CallError(
             Reason.INVALID_PHONE_NUMBER,
             f"{field_name} must be an E.164 number like +15551234567, got {value!r}",
+            field=field_name,
+        )
+    return value
+
+
+def check_dtmf(value: str, field_name: str) -> str:
+    value = value.strip()
+    if not DTMF.match(value):
+        raise CallError(
+            Reason.INVALID_FIELD,
+            f"{field_name} must be 1-64 of 0-9 * # A-D and w (a half-second wait), got {value!r}",
             field=field_name,
         )
     return value
@@ -236,7 +248,9 @@ class CallManager:
         mode: CallMode | None,
         session_key: str = "",
         request_id: str = "",
+        dtmf_sequence: str = "",
     ) -> CallRecord:
+        dtmf_sequence = check_dtmf(dtmf_sequence, "dtmf_sequence") if dtmf_sequence.strip() else ""
         to = to_number.strip() or (self.settings.to_number or "")
         if not to:
             raise CallError(
@@ -247,26 +261,38 @@ class CallManager:
         message = message.strip()
         if mode is CallMode.NOTIFY and not message:
             raise CallError(Reason.INVALID_FIELD, "message is required for a notify call", field="message")
-        payload = {"to": to, "message": message, "mode": mode.value, "session_key": session_key}
+        payload = {
+            "to": to,
+            "message": message,
+            "mode": mode.value,
+            "session_key": session_key,
+            "dtmf": dtmf_sequence,
+        }
         if not request_id:
-            return await self._dial(to, message, mode, session_key, None)
+            return await self._dial(to, message, mode, session_key, None, dtmf_sequence)
         outcome = await self.idempotency.run(
             request_id,
             "Initiate",
             payload,
-            lambda fp: self._dial_outcome(to, message, mode, session_key, (request_id, fp)),
+            lambda fp: self._dial_outcome(to, message, mode, session_key, (request_id, fp), dtmf_sequence),
         )
         Idempotency.raise_if_error(outcome)
         return self.get(outcome["call_id"])
 
     async def _dial_outcome(
-        self, to: str, message: str, mode: CallMode, session_key: str, request: tuple[str, str]
+        self, to: str, message: str, mode: CallMode, session_key: str, request: tuple[str, str], dtmf: str
     ) -> dict[str, Any]:
-        rec = await self._dial(to, message, mode, session_key, request)
+        rec = await self._dial(to, message, mode, session_key, request, dtmf)
         return {"call_id": rec.call_id}
 
     async def _dial(
-        self, to: str, message: str, mode: CallMode, session_key: str, request: tuple[str, str] | None
+        self,
+        to: str,
+        message: str,
+        mode: CallMode,
+        session_key: str,
+        request: tuple[str, str] | None,
+        dtmf: str = "",
     ) -> CallRecord:
         if self._closing:
             raise CallError(
@@ -293,6 +319,8 @@ class CallManager:
             initial_message=message,
             stream_token=secrets.token_urlsafe(16),
         )
+        if dtmf:
+            rec.metadata["dtmf_sequence"] = dtmf
         ch = Changes(rec)
         ch.event(EventKind.STATE_CHANGED, {"state": rec.state.value})
         if request:
@@ -675,6 +703,8 @@ class CallManager:
                 return
         if not first:
             return
+        if rec.metadata.get("dtmf_sequence"):
+            self._spawn(self._play_dtmf_sequence(rec.call_id))
         if rec.metadata.pop("inline_message", False) and rec.initial_message:
             ch.say(Speaker.BOT, rec.initial_message)
             rec.initial_message = ""
@@ -706,6 +736,31 @@ class CallManager:
             rec.direction is Direction.INBOUND or rec.mode is CallMode.CONVERSATION
         ):
             self._spawn(self.on_caller_turn(rec, text))
+
+    async def send_dtmf(self, call_id: str, digits: str) -> CallRecord:
+        digits = check_dtmf(digits, "digits")
+        rec = self._connected(call_id)
+        send = getattr(self.provider, "send_dtmf", None)
+        if send is None:
+            raise CallError(Reason.PROVIDER_REJECTED, f"provider {rec.provider} cannot send DTMF")
+        try:
+            await send(self.ref(rec), digits)
+        except ProviderError as err:
+            raise from_provider_error(err, rec.provider) from None
+        return rec
+
+    async def _play_dtmf_sequence(self, call_id: str) -> None:
+        rec = self._live.get(call_id)
+        if rec is None:
+            return
+        digits = rec.metadata.pop("dtmf_sequence", "")
+        self._commit(Changes(rec))
+        try:
+            await self.send_dtmf(call_id, digits)
+        except CallError as err:
+            ch = Changes(rec)
+            ch.event(EventKind.ERROR, {"message": f"sending the DTMF sequence failed: {err.message}"})
+            self._commit(ch)
 
     # -- timers and initial message -------------------------------------------------------------
     def _arm_max_duration(self, rec: CallRecord, seconds: float) -> None:

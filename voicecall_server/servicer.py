@@ -40,7 +40,9 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], err: CallError) -> 
 
 def _check_text(value: str, name: str) -> str:
     if len(value) > MAX_MESSAGE_CHARS:
-        raise CallError(Reason.INVALID_FIELD, f"{name} is longer than {MAX_MESSAGE_CHARS} characters", field=name)
+        raise CallError(
+            Reason.INVALID_FIELD, f"{name} is longer than {MAX_MESSAGE_CHARS} characters", field=name
+        )
     return value
 
 
@@ -77,6 +79,7 @@ class VoiceCallServicer(pb_grpc.VoiceCallServiceServicer):
                 mode=mode,
                 session_key=_check_text(request.session_key, "session_key"),
                 request_id=_check_text(request.request_id, "request_id"),
+                dtmf_sequence=request.dtmf_sequence,
             )
             return pb.InitiateResponse(call_id=rec.call_id, call=call_to_pb(rec))
 
@@ -97,7 +100,9 @@ class VoiceCallServicer(pb_grpc.VoiceCallServiceServicer):
 
         return await self._run(context, op)
 
-    async def Speak(self, request: pb.SpeakRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.SpeakResponse:
+    async def Speak(
+        self, request: pb.SpeakRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.SpeakResponse:
         async def op() -> pb.SpeakResponse:
             rec = await self.manager.speak(
                 request.call_id, _check_text(request.message, "message"), request_id=request.request_id
@@ -106,9 +111,21 @@ class VoiceCallServicer(pb_grpc.VoiceCallServiceServicer):
 
         return await self._run(context, op)
 
-    async def End(self, request: pb.EndRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.EndResponse:
+    async def End(
+        self, request: pb.EndRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.EndResponse:
         async def op() -> pb.EndResponse:
             return pb.EndResponse(call=call_to_pb(await self.manager.end(request.call_id)))
+
+        return await self._run(context, op)
+
+    async def SendDtmf(
+        self, request: pb.SendDtmfRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.SendDtmfResponse:
+        async def op() -> pb.SendDtmfResponse:
+            return pb.SendDtmfResponse(
+                call=call_to_pb(await self.manager.send_dtmf(request.call_id, request.digits))
+            )
 
         return await self._run(context, op)
 
@@ -176,5 +193,3 @@ class VoiceCallServicer(pb_grpc.VoiceCallServiceServicer):
                     continue
                 yield pb.TailResponse(event=event_to_pb(ev))
                 last = ev.sequence
-
-

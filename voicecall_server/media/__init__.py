@@ -1,0 +1,1 @@
+"""Provider media streams: the WebSocket endpoint, admission control, and per-call sessions."""

@@ -1,0 +1,296 @@
+"""The media-stream WebSocket endpoint (reference section 5), for every provider.
+
+Admission, in order: total connection cap (503 before upgrading), pending caps overall and per IP
+(close 1013), a valid ``start`` within ``preStartTimeoutMs`` (close 1008), and a per-call one-time
+token compared in constant time for every provider. A dropped stream gets a reconnect grace; after
+it the provider is asked whether the call is still up: a closed stream alone never ends a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from providers.base import EventType, ProviderError, ProviderEvent
+
+from ..domain import CallRecord
+from ..manager import CallManager
+from .codec import Inbound, Kind, StreamCodec, StreamCodecError
+
+log = logging.getLogger("voicecall.media")
+
+CLOSE_POLICY = WSCloseCode.POLICY_VIOLATION  # 1008
+CLOSE_TRY_AGAIN = WSCloseCode.TRY_AGAIN_LATER  # 1013
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSettings:
+    path: str = "/voice/stream"
+    max_connections: int = 128
+    max_pending: int = 32
+    max_pending_per_ip: int = 4
+    pre_start_timeout_s: float = 5.0
+    max_frame_bytes: int = 64 * 1024
+    max_buffered_bytes: int = 1024 * 1024
+    reconnect_grace_s: float = 2.0
+
+
+class StreamSession:
+    """One accepted stream of one call. Sending never blocks the caller (the pacer): frames go to a
+    bounded queue drained by one writer task per stream; a stream that stops draining is closed
+    (1013) rather than letting audio pile up."""
+
+    def __init__(
+        self, ws: web.WebSocketResponse, codec: StreamCodec, start: Inbound, call: CallRecord, limit: int
+    ):
+        self.ws = ws
+        self.call_id = call.call_id
+        self.provider_call_id = start.provider_call_id
+        self.stream_id = start.stream_id
+        self.frames = codec.outbound(start.stream_id)
+        self.closed = False
+        self.on_media: Callable[[bytes], None] | None = None
+        self.on_mark: Callable[[str], None] | None = None
+        # ~300 bytes per enveloped 20 ms frame: the byte budget as a frame count.
+        self._out: asyncio.Queue[str] = asyncio.Queue(max(16, limit // 300))
+        self._writer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while True:
+            text = await self._out.get()
+            try:
+                await self.ws.send_str(text)
+            except (ConnectionError, RuntimeError):
+                self.closed = True
+                return
+
+    def _send(self, text: str) -> None:
+        if self.closed:
+            return
+        try:
+            self._out.put_nowait(text)
+        except asyncio.QueueFull:
+            log.warning("media stream for call %s is not draining; closing it", self.call_id)
+            self.closed = True
+            self._writer.cancel()
+            self._writer = asyncio.get_running_loop().create_task(self._close_overloaded())
+
+    async def _close_overloaded(self) -> None:
+        await self.ws.close(code=CLOSE_TRY_AGAIN, message=b"Back-pressure")
+
+    def send_frame(self, frame: bytes) -> None:
+        self._send(self.frames.media(frame))
+
+    def send_mark(self, name: str) -> None:
+        self._send(self.frames.mark(name))
+
+    def send_clear(self) -> None:
+        # Audio still queued for the socket was never heard: drop it before telling the provider.
+        while not self._out.empty():
+            self._out.get_nowait()
+        self._send(self.frames.clear())
+
+    async def aclose(self) -> None:
+        self.closed = True
+        self._writer.cancel()
+        await asyncio.gather(self._writer, return_exceptions=True)
+
+
+SessionHook = Callable[[StreamSession], None]
+
+
+class MediaServer:
+    def __init__(self, settings: MediaSettings, codec: StreamCodec, manager: CallManager) -> None:
+        self.settings = settings
+        self.codec = codec
+        self.manager = manager
+        self.sessions: dict[str, StreamSession] = {}
+        self.on_session_start: SessionHook | None = None
+        self.on_session_end: SessionHook | None = None
+        self._open = 0
+        self._pending = 0
+        self._pending_by_ip: dict[str, int] = {}
+        self._grace: dict[str, asyncio.TimerHandle] = {}
+        self._sockets: set[web.WebSocketResponse] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.rejected: dict[str, int] = {}
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get(self.settings.path, self.handle)
+
+    def has_stream(self, call_id: str) -> bool:
+        session = self.sessions.get(call_id)
+        return session is not None and not session.closed
+
+    def _reject(self, why: str) -> None:
+        self.rejected[why] = self.rejected.get(why, 0) + 1
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self._open >= self.settings.max_connections:
+            self._reject("capacity")
+            return web.Response(status=503, text="Service Unavailable\n")
+        ws = web.WebSocketResponse(max_msg_size=self.settings.max_frame_bytes, autoping=True)
+        await ws.prepare(request)
+        self._open += 1
+        self._sockets.add(ws)
+        try:
+            await self._serve(ws, request.remote or "", dict(request.query))
+        finally:
+            self._open -= 1
+            self._sockets.discard(ws)
+            if not ws.closed:
+                await ws.close()
+        return ws
+
+    async def _serve(self, ws: web.WebSocketResponse, ip: str, query: dict[str, str]) -> None:
+        if (
+            self._pending >= self.settings.max_pending
+            or self._pending_by_ip.get(ip, 0) >= self.settings.max_pending_per_ip
+        ):
+            self._reject("pending")
+            await ws.close(code=CLOSE_TRY_AGAIN, message=b"Too many pending connections")
+            return
+        self._pending += 1
+        self._pending_by_ip[ip] = self._pending_by_ip.get(ip, 0) + 1
+        try:
+            accepted = await self._await_start(ws, query)
+        finally:
+            self._pending -= 1
+            left = self._pending_by_ip[ip] - 1
+            if left:
+                self._pending_by_ip[ip] = left
+            else:
+                del self._pending_by_ip[ip]
+        if accepted is None:
+            return
+        start, call = accepted
+        session = StreamSession(ws, self.codec, start, call, self.settings.max_buffered_bytes)
+        await self._run(ws, session)
+
+    async def _await_start(
+        self, ws: web.WebSocketResponse, query: dict[str, str]
+    ) -> tuple[Inbound, CallRecord] | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.pre_start_timeout_s
+        while True:
+            remaining = deadline - loop.time()
+            try:
+                msg = await asyncio.wait_for(ws.receive(), max(0.0, remaining))
+            except TimeoutError:
+                self._reject("start_timeout")
+                await ws.close(code=CLOSE_POLICY, message=b"Start timeout")
+                return None
+            if msg.type is not WSMsgType.TEXT:
+                self._reject("closed_before_start")
+                if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                    return None
+                await ws.close(code=CLOSE_POLICY, message=b"Expected a text frame")
+                return None
+            try:
+                frame = self.codec.parse(msg.data)
+            except StreamCodecError:
+                continue  # unparseable frames are ignored, as the providers' own clients do
+            if frame.kind is not Kind.START:
+                continue
+            return await self._authenticate(ws, frame, query)
+
+    async def _authenticate(
+        self, ws: web.WebSocketResponse, start: Inbound, query: dict[str, str]
+    ) -> tuple[Inbound, CallRecord] | None:
+        token = start.token or query.get("token", "")
+        call = self.manager.find(start.provider_call_id) if start.provider_call_id else None
+        expected = call.stream_token if call is not None and not call.terminal else None
+        if not start.provider_call_id or call is None or expected is None:
+            self._reject("unknown_call")
+            await ws.close(code=CLOSE_POLICY, message=b"Unknown call")
+            return None
+        if not token or not hmac.compare_digest(token.encode(), expected.encode()):
+            self._reject("bad_token")
+            log.warning("media stream for call %s rejected: invalid token", call.call_id)
+            await ws.close(code=CLOSE_POLICY, message=b"Invalid token")
+            return None
+        return start, call
+
+    async def _run(self, ws: web.WebSocketResponse, session: StreamSession) -> None:
+        call_id = session.call_id
+        if (old := self.sessions.get(call_id)) is not None and old is not session:
+            old.closed = True
+        if (handle := self._grace.pop(call_id, None)) is not None:
+            handle.cancel()
+        self.sessions[call_id] = session
+        if self.on_session_start is not None:
+            self.on_session_start(session)
+        try:
+            async for msg in ws:
+                if msg.type is not WSMsgType.TEXT:
+                    continue
+                try:
+                    frame = self.codec.parse(msg.data)
+                except StreamCodecError:
+                    continue
+                if frame.kind is Kind.MEDIA:
+                    if session.on_media is not None:
+                        session.on_media(frame.payload)
+                elif frame.kind is Kind.MARK:
+                    if session.on_mark is not None:
+                        session.on_mark(frame.name)
+                elif frame.kind is Kind.DTMF and frame.name:
+                    event = ProviderEvent(
+                        EventType.DTMF, session.provider_call_id, call_id, digits=frame.name
+                    )
+                    await self.manager.handle_events([event])
+                elif frame.kind is Kind.STOP:
+                    break
+        finally:
+            await session.aclose()
+            if self.sessions.get(call_id) is session:
+                del self.sessions[call_id]
+                self._start_grace(session)
+            if self.on_session_end is not None:
+                self.on_session_end(session)
+
+    def _start_grace(self, session: StreamSession) -> None:
+        loop = asyncio.get_running_loop()
+
+        def expire() -> None:
+            self._grace.pop(session.call_id, None)
+            task = loop.create_task(self._after_grace(session))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        self._grace[session.call_id] = loop.call_later(self.settings.reconnect_grace_s, expire)
+
+    async def _after_grace(self, session: StreamSession) -> None:
+        """No reconnect in time: the provider, not the socket, says whether the call is over."""
+        rec = self.manager.find(session.call_id)
+        if rec is None or rec.terminal or not rec.provider_call_id or session.call_id in self.sessions:
+            return
+        try:
+            status = await self.manager.provider.fetch_status(rec.provider_call_id)
+        except ProviderError:
+            return
+        if status.is_terminal:
+            end = ProviderEvent(
+                EventType.ENDED, rec.provider_call_id, rec.call_id, end_reason=status.end_reason
+            )
+            await self.manager.handle_events([end])
+        else:
+            log.info(
+                "media stream of call %s dropped; the call goes on with the provider's own voice", rec.call_id
+            )
+
+    async def aclose(self) -> None:
+        for handle in self._grace.values():
+            handle.cancel()
+        self._grace.clear()
+        for ws in list(self._sockets):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"Server shutting down")
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
