@@ -7,10 +7,12 @@ cleanup (media sockets closed GOING_AWAY) -> manager timers -> provider closed -
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import grpc
 from aiohttp import web
@@ -23,8 +25,13 @@ from voicecall_client.v1 import voicecall_service_pb2_grpc as pb_grpc
 
 from .bus import EventBus
 from .config import Config
+from .guard_adapter import ManagerGuard
+from .guardrails import CallingHours, OutboundGuard
 from .inbound import InboundPolicy
 from .manager import CallManager, ManagerSettings
+from .media.bridge import VoiceBridge
+from .media.codecs import codec_for
+from .media.server import MediaServer, MediaSettings
 from .providers_factory import build_provider
 from .servicer import VoiceCallServicer
 from .store import Store
@@ -77,13 +84,17 @@ class Sidecar:
         self.bus = EventBus()
         self.provider = provider or build_provider(config)
         self.public_url = config.public_url
-        self.manager = CallManager(manager_settings(config, None), self.store, self.bus, self.provider)
+        self.manager = CallManager(
+            manager_settings(config, None), self.store, self.bus, self.provider, guard=build_guard(config)
+        )
         self.servicer = VoiceCallServicer(self.manager, self.store, self.bus)
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         self.grpc_server: grpc.aio.Server | None = None
         self.runner: web.AppRunner | None = None
         self.ports = Ports(0, 0)
         self.listener: WebhookListener | None = None
+        self.media: MediaServer | None = None
+        self.bridge: VoiceBridge | None = None
 
     # -- start ----------------------------------------------------------------------------------
     async def start(self) -> Ports:
@@ -103,12 +114,38 @@ class Sidecar:
             self.manager,
         )
         self.listener.add_routes(app)
+        codec = codec_for(cfg.provider)
+        if cfg.streaming.enabled and codec is not None:
+            st = cfg.streaming
+            self.media = MediaServer(
+                MediaSettings(
+                    path=st.stream_path,
+                    max_connections=st.max_connections,
+                    max_pending=st.max_pending_connections,
+                    max_pending_per_ip=st.max_pending_connections_per_ip,
+                    pre_start_timeout_s=st.pre_start_timeout_ms / 1000,
+                    max_frame_bytes=st.max_frame_bytes,
+                    max_buffered_bytes=st.max_buffered_bytes,
+                ),
+                codec,
+                self.manager,
+            )
+            self.media.add_routes(app)
+            self.bridge = VoiceBridge(self.manager, self.media)
+        elif cfg.streaming.enabled:
+            log.warning(
+                "streaming.enabled is set but provider %s has no media streams here yet", cfg.provider
+            )
         app.router.add_get("/healthz", self._healthz)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.runner.setup()
         http_port = await self._start_http(cfg.serve.bind, cfg.serve.port)
         webhook_url = self._webhook_url(http_port)
         self.manager.webhook_url = webhook_url
+        if self.media is not None:
+            self.manager.settings = dataclasses.replace(
+                self.manager.settings, stream_url=self._stream_url(webhook_url)
+            )
         await self.provider.start(self.manager.handle_events, webhook_url)
         await self.manager.start()
         grpc_port = await self._start_grpc()
@@ -133,6 +170,11 @@ class Sidecar:
             host = f"[{host}]"
         return f"http://{host}:{http_port}{self.config.serve.path}"
 
+    def _stream_url(self, webhook_url: str) -> str:
+        parts = urlsplit(webhook_url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return f"{scheme}://{parts.netloc}{self.config.streaming.stream_path}"
+
     async def _start_http(self, bind: str, port: int) -> int:
         assert self.runner is not None
         site = web.TCPSite(self.runner, bind, port, reuse_address=True)
@@ -153,7 +195,9 @@ class Sidecar:
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         pb_grpc.add_VoiceCallServiceServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME, health.SERVICE_NAME), server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, reflection.SERVICE_NAME, health.SERVICE_NAME), server
+        )
         if cfg.unix_socket:
             address = f"unix:{cfg.unix_socket}"
         else:
@@ -182,11 +226,26 @@ class Sidecar:
         if self.grpc_server is not None:
             self.bus.close_all()
             await self.grpc_server.stop(GRPC_GRACE_S)
+        if self.media is not None:
+            await self.media.aclose()
+        if self.bridge is not None:
+            await self.bridge.aclose()
         if self.runner is not None:
             await self.runner.cleanup()
         await self.manager.aclose()
         await self.provider.aclose()
         self.store.close()
+
+
+def build_guard(config: Config) -> ManagerGuard | None:
+    out = config.outbound
+    hours = None
+    if out.calling_hours is not None:
+        windows = [{"days": list(w.days), "start": w.start, "end": w.end} for w in out.calling_hours.windows]
+        hours = CallingHours.from_config(out.calling_hours.time_zone, windows)
+    if not (out.allow_to or out.deny_to or hours or out.max_calls_per_minute):
+        return None
+    return ManagerGuard(OutboundGuard(out.allow_to, out.deny_to, hours, out.max_calls_per_minute))
 
 
 def _port_in_use(bind: str, port: int) -> bool:

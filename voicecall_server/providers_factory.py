@@ -24,4 +24,19 @@ def build_provider(config: Config) -> Provider:
                 hangup_after_ms=m.hangup_after_ms,
             )
         )
-    raise ValueError(f"provider {name!r} is not available in this build")
+    if name == "twilio":
+        from providers.twilio import TwilioProvider, TwilioSettings
+
+        t = config.twilio
+        return TwilioProvider(
+            TwilioSettings(
+                account_sid=t.account_sid or "",
+                auth_token=t.auth_token or "",
+                base_url=t.base_url,
+                region=t.region if t.region != "us1" else None,
+                edge=t.edge,
+                skip_signature_verification=config.skip_signature_verification,
+                tts_voice=config.tts.openai.voice if config.tts.openai else None,
+            )
+        )
+    raise ValueError(f"provider {name!r} is not available in this build yet; use mock or twilio")

@@ -1,0 +1,42 @@
+"""Adapters from each provider's stream message module to the media server's normalised codec."""
+
+from __future__ import annotations
+
+from providers.twilio import media as twilio_media
+
+from .codec import Inbound, Kind, OutboundFrames, StreamCodecError
+
+
+class TwilioCodec:
+    """Twilio Media Streams: the token travels as a ``<Parameter name="token">`` custom parameter,
+    because Twilio strips query strings from ``<Stream>`` URLs."""
+
+    provider = "twilio"
+
+    def parse(self, text: str) -> Inbound:
+        try:
+            frame = twilio_media.parse_frame(text)
+        except twilio_media.MediaFrameError as err:
+            raise StreamCodecError(str(err)) from None
+        if isinstance(frame, twilio_media.Media):
+            return Inbound(Kind.MEDIA, frame.stream_sid, payload=frame.payload)
+        if isinstance(frame, twilio_media.Start):
+            token = frame.custom_parameters.get("token", "")
+            return Inbound(Kind.START, frame.stream_sid, frame.call_sid, token=token)
+        if isinstance(frame, twilio_media.Mark):
+            return Inbound(Kind.MARK, frame.stream_sid, name=frame.name)
+        if isinstance(frame, twilio_media.Dtmf):
+            return Inbound(Kind.DTMF, frame.stream_sid, name=frame.digit)
+        if isinstance(frame, twilio_media.Stop):
+            return Inbound(Kind.STOP, frame.stream_sid, frame.call_sid)
+        return Inbound(Kind.CONNECTED)
+
+    def outbound(self, stream_id: str) -> OutboundFrames:
+        return twilio_media.StreamEncoder(stream_id)
+
+
+def codec_for(provider: str) -> TwilioCodec | None:
+    """The stream codec for a provider, or None when it has no media streams here (mock)."""
+    if provider == "twilio":
+        return TwilioCodec()
+    return None
