@@ -1,0 +1,3 @@
+"""The Telnyx adapter: Call Control v2 through the SDK, Ed25519-signed webhooks, media streaming."""
+
+from __future__ import annotations
