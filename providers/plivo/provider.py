@@ -201,8 +201,9 @@ class PlivoProvider:
         )
 
     def parse_webhook(self, request: WebhookRequest, verification: Verification) -> list[ProviderEvent]:
-        events = parse(request, verification)
-        call_uuid, request_uuid = provider_ids(form(request))
+        params = form(request)
+        events = parse(request, verification, params)
+        call_uuid, request_uuid = provider_ids(params)
         self.calls.learn(call_uuid, request_uuid)
         for event in events:
             if event.type is EventType.ENDED:

@@ -40,7 +40,10 @@ TERMINAL_STATUSES = frozenset(END_REASONS)
 
 def form(request: WebhookRequest) -> dict[str, str]:
     """The callback's parameters: the form body of a POST, the query of a GET (first value wins)."""
-    items = post_params(request) if request.method.upper() == "POST" else list(request.query_items)
+    if request.method.upper() == "POST":
+        items = post_params(request)
+    else:
+        items = list(request.query_items) or list(request.query.items())
     out: dict[str, str] = {}
     for key, value in items:
         out.setdefault(key, value)
@@ -122,9 +125,11 @@ def dedupe_key(request: WebhookRequest, verification: Verification) -> str:
     return "plivo:body:" + hashlib.sha256(request.url.encode() + b"\n" + request.body).hexdigest()
 
 
-def parse(request: WebhookRequest, verification: Verification) -> list[ProviderEvent]:
+def parse(
+    request: WebhookRequest, verification: Verification, params: Mapping[str, str] | None = None
+) -> list[ProviderEvent]:
     """The normalised events of one verified callback (none for the XML fetches)."""
-    params = form(request)
+    params = form(request) if params is None else params
     flow = flow_of(request, params)
     if flow in XML_FLOWS:
         return []

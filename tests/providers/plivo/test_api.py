@@ -82,6 +82,14 @@ async def test_a_number_without_digits_is_rejected_before_any_request(
     assert fake.requests == []
 
 
+async def test_the_sdks_own_validation_is_a_rejection(provider: PlivoProvider, fake: FakePlivo) -> None:
+    with pytest.raises(ProviderError) as err:
+        await provider.dial(_dial(from_number="+15551112222"))
+    assert err.value.kind is ProviderErrorKind.REJECTED
+    assert "cannot overlap" in err.value.message
+    assert fake.requests == []
+
+
 async def test_request_uuid_list_takes_the_first(provider: PlivoProvider, fake: FakePlivo) -> None:
     fake.request_uuid_list = True
     result = await provider.dial(_dial())

@@ -309,3 +309,10 @@ def test_control_characters_are_dropped_from_spoken_text(provider: PlivoProvider
     body = reply(provider, signed_callback(url("answer"), ANSWER),
                  view(mode=CallMode.NOTIFY, pending_message="a\x00b\x07c"))  # fmt: skip
     assert ">abc</Speak>" in body
+
+
+def test_a_get_callback_carries_its_parameters_in_the_query(provider: PlivoProvider) -> None:
+    req = signed_callback(url("answer"), ANSWER, method="GET")
+    assert req.body == b""
+    (ev,) = events(provider, req)
+    assert (ev.type, ev.provider_call_id, ev.call_id) == (EventType.ANSWERED, "u-1", "call-1")
