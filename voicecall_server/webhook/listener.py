@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -26,7 +26,7 @@ log = logging.getLogger("voicecall.webhook")
 class ListenerSettings:
     path: str = "/voice/webhook"
     public_url: str | None = None
-    policy: ForwardingPolicy = ForwardingPolicy()
+    policy: ForwardingPolicy = field(default_factory=ForwardingPolicy)
     max_preauth_body: int = 64 * 1024
     preauth_read_timeout_s: float = 5.0
     max_inflight_per_ip: int = 8
