@@ -88,7 +88,11 @@ def describe(value: Any, *, secret: bool = False) -> str:
     if isinstance(value, list | tuple):
         return "a list"
     if secret:
-        return "a string" if isinstance(value, str) else ("a number" if isinstance(value, int | float) else "a value")
+        return (
+            "a string"
+            if isinstance(value, str)
+            else ("a number" if isinstance(value, int | float) else "a value")
+        )
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -212,17 +216,16 @@ def number_pattern() -> Check:
 
 def url() -> Check:
     def check(value: Any, ctx: Ctx) -> str:
-        if not isinstance(value, str):
-            raise Invalid(f"expected an http(s) URL, got {describe(value)}")
         try:
-            parts = urlsplit(value)
-            has_host = bool(parts.hostname)
+            parts = urlsplit(value) if isinstance(value, str) else None
+            ok = parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
         except ValueError:
-            has_host = False
-            parts = None
-        if parts is None or parts.scheme not in ("http", "https") or not has_host:
-            raise Invalid(f"expected an http(s) URL with a host, got {describe(value)}")
-        return value
+            ok = False
+        if not ok:
+            # A URL may carry user:password@; never echo one back.
+            shown = "a URL with credentials" if isinstance(value, str) and "@" in value else describe(value)
+            raise Invalid(f"expected an http(s) URL with a host, got {shown}")
+        return str(value)
 
     return check
 

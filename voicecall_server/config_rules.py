@@ -39,6 +39,10 @@ _TRUTHY = frozenset({"1", "true", "yes", "on"})
 # Keys of later reference releases that this sidecar does not implement: a clearer message than
 # "unknown key" for users copying a newer OpenClaw config.
 _LATER_KEYS = {k: "not supported by voicecall" for k in ("realtime", "numbers", "agentId", "sessionScope")}
+_TOP_LEVEL_HINTS = {
+    **_LATER_KEYS,
+    "messages": "core TTS is read from messages.tts only in a whole OpenClaw file; here, use tts",
+}
 
 # Provider credentials: (section, attribute, env var). Applied only for the selected provider.
 _PROVIDER_ENV: dict[str, tuple[tuple[str, str, str], ...]] = {
@@ -116,7 +120,7 @@ def build_config(raw: Any, env: Mapping[str, str]) -> Config:
     plugin = dict(plugin)
     _apply_quirks(plugin, b)
     tts_override = plugin.pop("tts", None)
-    kwargs = read_fields(Config, plugin, b.ctx, hints=_LATER_KEYS)
+    kwargs = read_fields(Config, plugin, b.ctx, hints=_TOP_LEVEL_HINTS)
     kwargs["tts"] = _read_tts(core_tts, tts_override, b)
     _apply_env(kwargs, b)
     kwargs["store"] = _store_path(kwargs["store"], env)
