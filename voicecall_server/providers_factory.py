@@ -39,4 +39,16 @@ def build_provider(config: Config) -> Provider:
                 tts_voice=config.tts.openai.voice if config.tts.openai else None,
             )
         )
-    raise ValueError(f"provider {name!r} is not available in this build yet; use mock or twilio")
+    if name == "plivo":
+        from providers.plivo import PlivoProvider, PlivoSettings
+
+        pl = config.plivo
+        return PlivoProvider(
+            PlivoSettings(
+                auth_id=pl.auth_id or "",
+                auth_token=pl.auth_token or "",
+                base_url=pl.base_url,
+                skip_signature_verification=config.skip_signature_verification,
+            )
+        )
+    raise ValueError(f"provider {name!r} is not available in this build yet; use mock, twilio or plivo")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from providers.plivo import media as plivo_media
 from providers.twilio import media as twilio_media
 
 from .codec import Inbound, Kind, OutboundFrames, StreamCodecError
@@ -35,8 +36,37 @@ class TwilioCodec:
         return twilio_media.StreamEncoder(stream_id)
 
 
-def codec_for(provider: str) -> TwilioCodec | None:
+class PlivoCodec:
+    """Plivo audio streams: the token travels in ``extraHeaders`` (echoed as ``extra_headers``);
+    a ``checkpoint`` is our mark and Plivo's ``playedStream`` its echo."""
+
+    provider = "plivo"
+
+    def parse(self, text: str) -> Inbound:
+        try:
+            frame = plivo_media.parse_frame(text)
+        except plivo_media.MediaFrameError as err:
+            raise StreamCodecError(str(err)) from None
+        if isinstance(frame, plivo_media.Media):
+            return Inbound(Kind.MEDIA, frame.stream_id, payload=frame.payload)
+        if isinstance(frame, plivo_media.Start):
+            return Inbound(Kind.START, frame.stream_id, frame.call_id, token=frame.token)
+        if isinstance(frame, plivo_media.Played):
+            return Inbound(Kind.MARK, frame.stream_id, name=frame.name)
+        if isinstance(frame, plivo_media.Dtmf):
+            return Inbound(Kind.DTMF, frame.stream_id, name=frame.digit)
+        if isinstance(frame, plivo_media.Stop):
+            return Inbound(Kind.STOP, frame.stream_id)
+        return Inbound(Kind.OTHER)
+
+    def outbound(self, stream_id: str) -> OutboundFrames:
+        return plivo_media.StreamEncoder(stream_id)
+
+
+def codec_for(provider: str) -> TwilioCodec | PlivoCodec | None:
     """The stream codec for a provider, or None when it has no media streams here (mock)."""
     if provider == "twilio":
         return TwilioCodec()
+    if provider == "plivo":
+        return PlivoCodec()
     return None

@@ -1,0 +1,205 @@
+"""The media-stream endpoint with a simulated Twilio Media Streams client (Twilio's message format)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import WSMsgType, web
+
+from providers.base import CallMode
+from providers.mock import MockProvider, MockSettings
+from voicecall_server.bus import EventBus
+from voicecall_server.domain import CallRecord, EventKind
+from voicecall_server.manager import CallManager, ManagerSettings
+from voicecall_server.media.bridge import VoiceBridge
+from voicecall_server.media.codecs import TwilioCodec
+from voicecall_server.media.server import MediaServer, MediaSettings, StreamSession
+from voicecall_server.store import Store
+
+
+@dataclass
+class Env:
+    manager: CallManager
+    media: MediaServer
+    url: str
+    session: aiohttp.ClientSession
+    store: Store
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    store = Store(tmp_path / "s")
+    provider = MockProvider(MockSettings(answer_after_ms=5))
+    settings = ManagerSettings(
+        max_concurrent_calls=10, stale_call_reaper_s=0, stream_url="ws://x/voice/stream"
+    )
+    manager = CallManager(settings, store, EventBus(), provider)
+    await provider.start(manager.handle_events, "http://127.0.0.1/voice/webhook")
+    await manager.start()
+    media = MediaServer(
+        MediaSettings(pre_start_timeout_s=0.3, max_pending_per_ip=2, reconnect_grace_s=0.05),
+        TwilioCodec(),
+        manager,
+    )
+    app = web.Application()
+    media.add_routes(app)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    session = aiohttp.ClientSession()
+    yield Env(manager, media, f"http://127.0.0.1:{port}/voice/stream", session, store)
+    await session.close()
+    await media.aclose()
+    await runner.cleanup()
+    await manager.aclose()
+    await provider.aclose()
+    store.close()
+
+
+async def live_call(env: Env) -> CallRecord:
+    rec = await env.manager.initiate(to_number="+15551230001", message="Hi", mode=CallMode.CONVERSATION)
+    for _ in range(200):
+        if env.manager.get(rec.call_id).answered_at:
+            break
+        await asyncio.sleep(0.01)
+    return env.manager.get(rec.call_id)
+
+
+def start_frame(call_sid: str, token: str, stream_sid: str = "MZ1") -> str:
+    return json.dumps(
+        {
+            "event": "start",
+            "sequenceNumber": "1",
+            "start": {
+                "accountSid": "AC" + "0" * 32,
+                "streamSid": stream_sid,
+                "callSid": call_sid,
+                "tracks": ["inbound"],
+                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+                "customParameters": {"token": token},
+            },
+            "streamSid": stream_sid,
+        }
+    )
+
+
+async def closed_with(ws: aiohttp.ClientWebSocketResponse) -> int | None:
+    msg = await asyncio.wait_for(ws.receive(), 3)
+    assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
+    return ws.close_code
+
+
+async def test_valid_token_is_accepted_and_frames_flow(env: Env) -> None:
+    rec = await live_call(env)
+    got: list[bytes] = []
+    marks: list[str] = []
+
+    def attach(session: StreamSession) -> None:
+        session.on_media = got.append
+        session.on_mark = marks.append
+        session.send_frame(b"\xff" * 160)
+        session.send_mark("u-1")
+
+    env.media.on_session_start = attach
+    async with env.session.ws_connect(env.url) as ws:
+        await ws.send_str(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        await ws.send_str(start_frame(rec.provider_call_id or "", rec.stream_token or ""))
+        out = json.loads((await asyncio.wait_for(ws.receive(), 3)).data)
+        assert out == {
+            "event": "media",
+            "streamSid": "MZ1",
+            "media": {"payload": base64.b64encode(b"\xff" * 160).decode()},
+        }
+        mark = json.loads((await asyncio.wait_for(ws.receive(), 3)).data)
+        assert mark == {"event": "mark", "streamSid": "MZ1", "mark": {"name": "u-1"}}
+        payload = base64.b64encode(b"\x01" * 160).decode()
+        await ws.send_str(
+            json.dumps(
+                {
+                    "event": "media",
+                    "streamSid": "MZ1",
+                    "media": {"track": "inbound", "chunk": "1", "timestamp": "5", "payload": payload},
+                }
+            )
+        )
+        await ws.send_str(json.dumps({"event": "mark", "streamSid": "MZ1", "mark": {"name": "u-1"}}))
+        await ws.send_str(
+            json.dumps(
+                {"event": "dtmf", "streamSid": "MZ1", "dtmf": {"track": "inbound_track", "digit": "5"}}
+            )
+        )
+        for _ in range(100):
+            if got and marks:
+                break
+            await asyncio.sleep(0.01)
+        assert env.media.has_stream(rec.call_id)
+        await ws.send_str(
+            json.dumps({"event": "stop", "streamSid": "MZ1", "stop": {"callSid": rec.provider_call_id}})
+        )
+        await closed_with(ws)
+    assert got == [b"\x01" * 160]
+    assert marks == ["u-1"]
+    kinds = [e.kind for e in env.store.events_after(0, call_id=rec.call_id)]
+    assert EventKind.DTMF in kinds
+    await asyncio.sleep(0.2)  # past the reconnect grace: the provider says the call is live, so it stays
+    assert not env.manager.get(rec.call_id).terminal
+
+
+@pytest.mark.parametrize("case", ["wrong_token", "missing_token", "unknown_call"])
+async def test_bad_start_is_closed_with_1008(env: Env, case: str) -> None:
+    rec = await live_call(env)
+    sid = rec.provider_call_id or ""
+    token = {"wrong_token": "x" * 22, "missing_token": "", "unknown_call": rec.stream_token}[case] or ""
+    if case == "unknown_call":
+        sid = "CA-not-a-call"
+    async with env.session.ws_connect(env.url) as ws:
+        await ws.send_str(start_frame(sid, token))
+        assert await closed_with(ws) == 1008
+    assert not env.media.has_stream(rec.call_id)
+
+
+async def test_no_start_frame_times_out(env: Env) -> None:
+    async with env.session.ws_connect(env.url) as ws:
+        await ws.send_str(json.dumps({"event": "connected"}))
+        assert await closed_with(ws) == 1008
+    assert env.media.rejected["start_timeout"] == 1
+
+
+async def test_pending_cap_per_ip(env: Env) -> None:
+    a = await env.session.ws_connect(env.url)
+    b = await env.session.ws_connect(env.url)
+    await asyncio.sleep(0.05)
+    async with env.session.ws_connect(env.url) as c:
+        assert await closed_with(c) == 1013
+    await a.close()
+    await b.close()
+
+
+async def test_greeting_waits_for_the_stream(env: Env) -> None:
+    rec = await live_call(env)
+    spoken: list[str] = []
+
+    async def speaker(session: StreamSession, text: str) -> str:
+        spoken.append(text)
+        return text
+
+    VoiceBridge(env.manager, env.media, speaker=speaker)
+    assert env.manager.get(rec.call_id).initial_message == "Hi"  # not spoken before the stream is up
+    async with env.session.ws_connect(env.url) as ws:
+        await ws.send_str(start_frame(rec.provider_call_id or "", rec.stream_token or ""))
+        for _ in range(100):
+            if spoken:
+                break
+            await asyncio.sleep(0.01)
+        await ws.close()
+    assert spoken == ["Hi"]
+    assert env.manager.get(rec.call_id).initial_message == ""
