@@ -32,9 +32,11 @@ from .manager import CallManager, ManagerSettings
 from .media.bridge import VoiceBridge
 from .media.codecs import codec_for
 from .media.server import MediaServer, MediaSettings
+from .media.voice import StreamVoice, tts_engine_from_config
 from .providers_factory import build_provider
 from .servicer import VoiceCallServicer
 from .store import Store
+from .voice.pacer import Pacer
 from .webhook.listener import ListenerSettings, WebhookListener
 from .webhook.public_url import ForwardingPolicy
 
@@ -95,6 +97,7 @@ class Sidecar:
         self.listener: WebhookListener | None = None
         self.media: MediaServer | None = None
         self.bridge: VoiceBridge | None = None
+        self.pacer: Pacer | None = None
 
     # -- start ----------------------------------------------------------------------------------
     async def start(self) -> Ports:
@@ -131,7 +134,11 @@ class Sidecar:
                 self.manager,
             )
             self.media.add_routes(app)
-            self.bridge = VoiceBridge(self.manager, self.media)
+            # One pacing clock for every stream of the process.
+            self.pacer = Pacer()
+            self.pacer.start()
+            voice = StreamVoice(self.manager, cfg, tts_engine_from_config(cfg), self.pacer)
+            self.bridge = VoiceBridge(self.manager, self.media, voice=voice)
         elif cfg.streaming.enabled:
             log.warning(
                 "streaming.enabled is set but provider %s has no media streams here yet", cfg.provider
@@ -230,6 +237,8 @@ class Sidecar:
             await self.media.aclose()
         if self.bridge is not None:
             await self.bridge.aclose()
+        if self.pacer is not None:
+            await self.pacer.aclose()
         if self.runner is not None:
             await self.runner.cleanup()
         await self.manager.aclose()

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..manager import CallManager
 from .server import MediaServer, StreamSession
+from .voice import StreamVoice
 
 log = logging.getLogger("voicecall.media")
 
@@ -20,12 +21,21 @@ Speaker = Callable[[StreamSession, str], Awaitable[str | None]]
 
 
 class VoiceBridge:
-    def __init__(self, manager: CallManager, media: MediaServer, *, speaker: Speaker | None = None) -> None:
+    def __init__(
+        self,
+        manager: CallManager,
+        media: MediaServer,
+        *,
+        speaker: Speaker | None = None,
+        voice: StreamVoice | None = None,
+    ) -> None:
         self.manager = manager
         self.media = media
-        self.speaker = speaker
+        self.voice = voice
+        self.speaker = speaker or (voice.say if voice is not None else None)
         self._tasks: set[asyncio.Task[Any]] = set()
         media.on_session_start = self._session_started
+        media.on_session_end = self._session_ended
         manager.media = self
 
     def has_stream(self, call_id: str) -> bool:
@@ -37,13 +47,24 @@ class VoiceBridge:
             return None
         return await self.speaker(session, text)
 
-    def _session_started(self, session: StreamSession) -> None:
-        task = asyncio.get_running_loop().create_task(self.manager.deliver_initial_message(session.call_id))
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _session_started(self, session: StreamSession) -> None:
+        if self.voice is not None:
+            self.voice.attach(session)
+        self._spawn(self.manager.deliver_initial_message(session.call_id))
+
+    def _session_ended(self, session: StreamSession) -> None:
+        if self.voice is not None:
+            self._spawn(self.voice.detach(session))
 
     async def aclose(self) -> None:
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.voice is not None:
+            await self.voice.aclose()
