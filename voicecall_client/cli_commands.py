@@ -164,17 +164,32 @@ async def _tail(ctx: CommandContext) -> int:
     # stream has been reachable, drops are retried in the background and only reported.
     await client.list_calls(page_size=1)
 
+    last_notice = ""
+
     def on_retry(err: VoiceCallError, delay: float) -> None:
-        ctx.err(f"tail: {err}; reconnecting in {delay:.1f} s")
+        # While the server stays down the same failure repeats every few seconds: say it once.
+        nonlocal last_notice
+        notice = f"tail: {_retry_reason(err, ctx.server)}; reconnecting"
+        if notice != last_notice:
+            ctx.err(f"{notice} in {delay:.1f} s")
+            last_notice = notice
 
     async with aclosing(client.tail(a.call_id, a.since, on_retry=on_retry)) as events:
         async for event in events:
+            last_notice = ""
             if a.json:
                 line = json.dumps(message_to_json(event), separators=(",", ":"), ensure_ascii=False)
             else:
                 line = format_event(event)
             print(line, flush=True)
     return EXIT_OK
+
+
+def _retry_reason(err: VoiceCallError, server: str) -> str:
+    if err.code == grpc.StatusCode.UNAVAILABLE and not err.reason:
+        why = "connection refused" if "connection refused" in err.message.lower() else err.message
+        return f"UNAVAILABLE: cannot reach {server} ({why})"
+    return str(err)
 
 
 # --- latency ----------------------------------------------------------------------------------------

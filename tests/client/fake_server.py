@@ -67,7 +67,8 @@ def make_status(failure: Failure) -> grpc.Status:
         packed.Pack(info)
         details.append(packed)
     status = status_pb2.Status(code=failure.code.value[0], message=failure.message, details=details)
-    return rpc_status.to_status(status)
+    grpc_status: grpc.Status = rpc_status.to_status(status)
+    return grpc_status
 
 
 def make_call(call_id: str, **kw: Any) -> pb.Call:

@@ -1,31 +1,15 @@
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import AsyncIterator
-from typing import Any
 
 import grpc
 import pytest
 from google.protobuf.json_format import MessageToDict
 
-from tests.client.fake_server import Failure, FakeVoiceCall, TailLeg, make_call
-from voicecall_client import VoiceCallClient
-from voicecall_client.cli import COMMANDS, main
+from tests.client.cli_run import free_port, run
+from tests.client.fake_server import Failure, FakeVoiceCall, make_call
+from voicecall_client.cli import COMMANDS
 from voicecall_client.v1 import voicecall_service_pb2 as pb
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    rc = main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 # --- one-shot commands --------------------------------------------------------------------------------
 
@@ -156,153 +140,6 @@ def test_list_default_is_all_calls(
     assert not fake.of("ListCalls")[0].request.live_only
 
 
-# --- tail ---------------------------------------------------------------------------------------------
-
-
-def _tail_events() -> list[pb.CallEvent]:
-    cid = "3f2a9c1e-0000-4000-8000-000000000001"
-    evs = [
-        pb.CallEvent(sequence=12, call_id=cid, state_changed=pb.StateChanged(state=pb.CALL_STATE_RINGING)),
-        pb.CallEvent(
-            sequence=13,
-            call_id=cid,
-            caller_speech=pb.CallerSpeech(transcript="yes please", is_final=True, confidence=0.92),
-        ),
-        pb.CallEvent(
-            sequence=14, call_id=cid, caller_speech=pb.CallerSpeech(transcript="ye", is_final=False)
-        ),
-        pb.CallEvent(sequence=15, call_id=cid, bot_speech=pb.BotSpeech(text='Hello "there"')),
-        pb.CallEvent(sequence=16, call_id=cid, dtmf=pb.Dtmf(digits="12#")),
-        pb.CallEvent(sequence=17, call_id=cid, error=pb.CallError(message="tts failed")),
-        pb.CallEvent(
-            sequence=18,
-            call_id=cid,
-            state_changed=pb.StateChanged(state=pb.CALL_STATE_COMPLETED, end_reason=pb.END_REASON_HANGUP_BOT),
-        ),
-    ]
-    for i, ev in enumerate(evs):
-        ev.event_time.FromJsonString(f"2026-11-22T05:01:0{i}.345Z")
-    return evs
-
-
-def test_tail_human_format(capsys: pytest.CaptureFixture[str], target: str, fake: FakeVoiceCall) -> None:
-    fake.events = _tail_events()
-    rc, out, err = run(capsys, "--server", target, "tail")
-    assert (rc, err) == (0, "")
-    assert out.splitlines() == [
-        "#12 2026-11-22T05:01:00.345Z 3f2a9c1e state ringing",
-        '#13 2026-11-22T05:01:01.345Z 3f2a9c1e caller "yes please" (final, 0.92)',
-        '#14 2026-11-22T05:01:02.345Z 3f2a9c1e caller "ye" (partial)',
-        '#15 2026-11-22T05:01:03.345Z 3f2a9c1e bot "Hello \\"there\\""',
-        "#16 2026-11-22T05:01:04.345Z 3f2a9c1e dtmf 12#",
-        '#17 2026-11-22T05:01:05.345Z 3f2a9c1e error "tts failed"',
-        "#18 2026-11-22T05:01:06.345Z 3f2a9c1e state completed (end: hangup-bot)",
-    ]
-    assert fake.of("Tail")[0].request == pb.TailRequest(call_id="", after_sequence=0)
-
-
-def test_tail_json_since_and_call_id(
-    capsys: pytest.CaptureFixture[str], target: str, fake: FakeVoiceCall
-) -> None:
-    events = _tail_events()
-    fake.events = events
-    cid = events[0].call_id
-    rc, out, _ = run(capsys, "--server", target, "tail", "--call-id", cid, "--since", "16", "--json")
-    assert rc == 0
-    lines = out.splitlines()
-    assert [json.loads(line) for line in lines] == [MessageToDict(e) for e in events[-2:]]
-    assert all(", " not in line and ": " not in line for line in lines)  # compact
-    assert fake.of("Tail")[0].request == pb.TailRequest(call_id=cid, after_sequence=16)
-
-
-def test_tail_reports_reconnects_on_stderr(
-    capsys: pytest.CaptureFixture[str], target: str, fake: FakeVoiceCall, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from voicecall_client import client as client_module
-
-    monkeypatch.setattr(client_module, "TAIL_BACKOFF_INITIAL", 0.001)
-    fake.events = _tail_events()
-    fake.tail_legs = [
-        TailLeg(count=2, fail=Failure(grpc.StatusCode.UNAVAILABLE, message="dropped")),
-        TailLeg(),
-    ]
-    rc, out, err = run(capsys, "--server", target, "tail")
-    assert rc == 0
-    assert [line.split()[0] for line in out.splitlines()] == [f"#{i}" for i in range(12, 19)]
-    assert err == "voicecall: tail: UNAVAILABLE: dropped; reconnecting in 0.0 s\n"
-
-
-def test_interrupt_exits_0_for_tail_and_130_elsewhere(
-    capsys: pytest.CaptureFixture[str], target: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async def interrupted(self: VoiceCallClient, *a: Any, **kw: Any) -> AsyncIterator[pb.CallEvent]:
-        raise KeyboardInterrupt
-        yield pb.CallEvent()
-
-    async def interrupted_status(self: VoiceCallClient, call_id: str) -> pb.Call:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(VoiceCallClient, "tail", interrupted)
-    monkeypatch.setattr(VoiceCallClient, "status", interrupted_status)
-    assert run(capsys, "--server", target, "tail") == (0, "", "")
-    assert run(capsys, "--server", target, "status", "--call-id", "c1") == (130, "", "")
-
-
-# --- latency ------------------------------------------------------------------------------------------
-
-
-def _turn(total_ms: int, listen_ms: int | None) -> pb.TurnLatency:
-    t = pb.TurnLatency()
-    t.total.FromMilliseconds(total_ms)
-    if listen_ms is not None:
-        t.listen_wait.FromMilliseconds(listen_ms)
-    return t
-
-
-def test_latency_over_the_most_recent_turns(
-    capsys: pytest.CaptureFixture[str], target: str, fake: FakeVoiceCall
-) -> None:
-    newest = make_call("a", turn_latencies=[_turn(100, 50), _turn(200, 60), _turn(300, 70)])
-    older = make_call("b", turn_latencies=[_turn(9999, 9999), _turn(1000, 500)])
-    oldest = make_call("c", turn_latencies=[_turn(7, 7)])
-    fake.listing = [newest, older, oldest]
-    fake.max_page = 1
-    rc, out, _ = run(capsys, "--server", target, "latency", "--last", "4")
-    assert rc == 0
-    assert json.loads(out) == {
-        "callsScanned": 2,
-        "turnLatency": {"count": 4, "minMs": 100, "maxMs": 1000, "avgMs": 400.0, "p50Ms": 200, "p95Ms": 1000},
-        "listenWait": {"count": 4, "minMs": 50, "maxMs": 500, "avgMs": 170.0, "p50Ms": 60, "p95Ms": 500},
-    }
-    assert len(fake.of("ListCalls")) == 2  # stopped paging once it had enough turns
-
-
-def test_latency_skips_missing_listen_wait_and_scans_everything_when_short(
-    capsys: pytest.CaptureFixture[str], target: str, fake: FakeVoiceCall
-) -> None:
-    fake.listing = [make_call("a", turn_latencies=[_turn(120, None), _turn(80, 40)]), make_call("b")]
-    rc, out, _ = run(capsys, "--server", target, "latency")
-    assert rc == 0
-    data = json.loads(out)
-    assert data["callsScanned"] == 2
-    assert data["turnLatency"] == {
-        "count": 2,
-        "minMs": 80,
-        "maxMs": 120,
-        "avgMs": 100.0,
-        "p50Ms": 80,
-        "p95Ms": 120,
-    }
-    assert data["listenWait"]["count"] == 1
-
-
-def test_latency_with_no_calls(capsys: pytest.CaptureFixture[str], target: str) -> None:
-    rc, out, _ = run(capsys, "--server", target, "latency", "--last", "10")
-    empty = {"count": 0, "minMs": None, "maxMs": None, "avgMs": None, "p50Ms": None, "p95Ms": None}
-    assert rc == 0
-    assert json.loads(out) == {"callsScanned": 0, "turnLatency": empty, "listenWait": empty}
-
-
 # --- globals, errors and usage ------------------------------------------------------------------------
 
 
@@ -340,7 +177,7 @@ def test_client_deadline_is_reported_with_a_hint(
 
 
 def test_connection_refused_names_the_server(capsys: pytest.CaptureFixture[str]) -> None:
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     rc, out, err = run(capsys, "--server", address, "status", "--call-id", "c1")
     assert (rc, out) == (1, "")
     assert err.count("\n") == 1
