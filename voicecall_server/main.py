@@ -20,8 +20,16 @@ def _parser() -> argparse.ArgumentParser:
         description="The voicecall sidecar: gRPC call control plus provider webhooks and media streams.",
         epilog="With no config file it runs the mock provider on loopback with the default store.",
     )
-    p.add_argument("--config", default=os.environ.get("VOICECALL_CONFIG"), help="JSON5 config file (env VOICECALL_CONFIG)")
-    p.add_argument("--check-config", action="store_true", help="validate the config, print it with secrets redacted, exit")
+    p.add_argument(
+        "--config",
+        default=os.environ.get("VOICECALL_CONFIG"),
+        help="JSON5 config file (env VOICECALL_CONFIG)",
+    )
+    p.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the config, print it with secrets redacted, exit",
+    )
     p.add_argument("--log-level", default=None, help="debug, info, warning or error (default: logging.level)")
     return p
 

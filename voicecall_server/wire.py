@@ -57,7 +57,10 @@ def call_to_pb(rec: CallRecord) -> pb.Call:
         call.end_time.CopyFrom(timestamp(rec.ended_at))
     for entry in rec.transcript:
         call.transcript.add(
-            time=timestamp(entry.time), speaker=_SPEAKER[entry.speaker], text=entry.text, is_final=entry.is_final
+            time=timestamp(entry.time),
+            speaker=_SPEAKER[entry.speaker],
+            text=entry.text,
+            is_final=entry.is_final,
         )
     for lat in rec.turn_latencies:
         total, wait = Duration(), Duration()

@@ -15,7 +15,9 @@ from voicecall_server.inbound import InboundPolicy
 from .conftest import FAST, HarnessFactory
 
 
-async def wait_for_state(h_manager: object, call_id: str, *states: CallState, timeout: float = 3.0) -> CallRecord:
+async def wait_for_state(
+    h_manager: object, call_id: str, *states: CallState, timeout: float = 3.0
+) -> CallRecord:
     manager = h_manager
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -30,14 +32,20 @@ async def wait_for_state(h_manager: object, call_id: str, *states: CallState, ti
 async def test_notify_call_speaks_once_then_hangs_up(harness: HarnessFactory) -> None:
     h = harness()
     await h.start()
-    rec = await h.manager.initiate(to_number="+15551230001", message="Your build failed", mode=CallMode.NOTIFY)
+    rec = await h.manager.initiate(
+        to_number="+15551230001", message="Your build failed", mode=CallMode.NOTIFY
+    )
     assert rec.state is CallState.INITIATED and rec.provider_call_id == f"mock-{rec.call_id}"
     done = await wait_for_state(h.manager, rec.call_id, CallState.HANGUP_BOT)
     assert done.end_reason is EndReason.HANGUP_BOT
     assert h.provider.spoken == [(rec.call_id, "Your build failed")]
     assert [(e.speaker, e.text) for e in done.transcript] == [(Speaker.BOT, "Your build failed")]
     assert done.initial_message == ""
-    states = [e.data["state"] for e in h.store.events_after(0, call_id=rec.call_id) if e.kind is EventKind.STATE_CHANGED]
+    states = [
+        e.data["state"]
+        for e in h.store.events_after(0, call_id=rec.call_id)
+        if e.kind is EventKind.STATE_CHANGED
+    ]
     assert states == ["initiated", "ringing", "answered", "speaking", "hangup-bot"]
 
 
@@ -139,7 +147,9 @@ async def test_caller_hangup(harness: HarnessFactory) -> None:
     h = harness(hangup_after_ms=30)
     await h.start()
     rec = await h.manager.initiate(to_number="+15551230001", message="Hi", mode=CallMode.CONVERSATION)
-    assert (await wait_for_state(h.manager, rec.call_id, CallState.HANGUP_USER)).end_reason is EndReason.HANGUP_USER
+    assert (
+        await wait_for_state(h.manager, rec.call_id, CallState.HANGUP_USER)
+    ).end_reason is EndReason.HANGUP_USER
 
 
 async def test_stale_reaper_ends_only_unanswered_calls(harness: HarnessFactory) -> None:
@@ -147,10 +157,14 @@ async def test_stale_reaper_ends_only_unanswered_calls(harness: HarnessFactory) 
     await h.start()
     waiting = await h.manager.initiate(to_number="+15551230001", message="Hi", mode=CallMode.CONVERSATION)
     answered = await h.manager.initiate(to_number="+15551230002", message="Hi", mode=CallMode.CONVERSATION)
-    await h.manager.handle_events([ProviderEvent(EventType.ANSWERED, answered.provider_call_id, answered.call_id)])
+    await h.manager.handle_events(
+        [ProviderEvent(EventType.ANSWERED, answered.provider_call_id, answered.call_id)]
+    )
     await asyncio.sleep(0.02)
     assert h.manager.reap_stale(0.01) == 1
-    assert (await wait_for_state(h.manager, waiting.call_id, CallState.NO_ANSWER)).end_reason is EndReason.NO_ANSWER
+    assert (
+        await wait_for_state(h.manager, waiting.call_id, CallState.NO_ANSWER)
+    ).end_reason is EndReason.NO_ANSWER
     assert not h.manager.get(answered.call_id).terminal
 
 
@@ -195,7 +209,12 @@ async def test_notify_needs_a_message(harness: HarnessFactory) -> None:
 
 def inbound(pid: str, caller: str, key: str) -> ProviderEvent:
     return ProviderEvent(
-        EventType.RINGING, pid, direction=Direction.INBOUND, from_number=caller, to_number="+15550000000", dedupe_key=key
+        EventType.RINGING,
+        pid,
+        direction=Direction.INBOUND,
+        from_number=caller,
+        to_number="+15550000000",
+        dedupe_key=key,
     )
 
 

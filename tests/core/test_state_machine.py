@@ -35,7 +35,9 @@ def test_terminal_set_matches_end_reasons() -> None:
         (S.LISTENING, S.LISTENING, False),
     ],
 )
-def test_forward_only_and_conversation_alternates(current: CallState, target: CallState, allowed: bool) -> None:
+def test_forward_only_and_conversation_alternates(
+    current: CallState, target: CallState, allowed: bool
+) -> None:
     assert can_transition(current, target) is allowed
 
 
