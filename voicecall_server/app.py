@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,6 +26,8 @@ from voicecall_client.v1 import voicecall_service_pb2_grpc as pb_grpc
 
 from .bus import EventBus
 from .config import Config
+from .exposure.runtime import Exposed, start_exposure
+from .grpc_security import build_grpc_security
 from .guard_adapter import ManagerGuard
 from .guardrails import CallingHours, OutboundGuard
 from .inbound import InboundPolicy
@@ -33,9 +36,11 @@ from .media.bridge import VoiceBridge
 from .media.codecs import codec_for
 from .media.server import MediaServer, MediaSettings
 from .media.voice import StreamVoice, tts_engine_from_config
+from .metrics import install_metrics
 from .providers_factory import build_provider
 from .servicer import VoiceCallServicer
 from .store import Store
+from .voice.autorespond import install_responder
 from .voice.pacer import Pacer
 from .webhook.listener import ListenerSettings, WebhookListener
 from .webhook.public_url import ForwardingPolicy
@@ -98,6 +103,9 @@ class Sidecar:
         self.media: MediaServer | None = None
         self.bridge: VoiceBridge | None = None
         self.pacer: Pacer | None = None
+        self.exposed: Exposed | None = None
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._interceptors: list[grpc.aio.ServerInterceptor] = []
 
     # -- start ----------------------------------------------------------------------------------
     async def start(self) -> Ports:
@@ -144,16 +152,24 @@ class Sidecar:
                 "streaming.enabled is set but provider %s has no media streams here yet", cfg.provider
             )
         app.router.add_get("/healthz", self._healthz)
+        self._interceptors = install_metrics(app, self)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.runner.setup()
         http_port = await self._start_http(cfg.serve.bind, cfg.serve.port)
-        webhook_url = self._webhook_url(http_port)
+        self.exposed = await start_exposure(cfg, http_port)
+        self._closers.append(self.exposed.close)
+        webhook_url = self.exposed.public_webhook_url or self._webhook_url(http_port)
+        if self.listener is not None and self.exposed.public_webhook_url:
+            self.listener.settings = dataclasses.replace(self.listener.settings, public_url=webhook_url)
         self.manager.webhook_url = webhook_url
         if self.media is not None:
             self.manager.settings = dataclasses.replace(
                 self.manager.settings, stream_url=self._stream_url(webhook_url)
             )
         await self.provider.start(self.manager.handle_events, webhook_url)
+        responder_close = install_responder(self.manager, cfg)
+        if responder_close is not None:
+            self._closers.append(responder_close)
         await self.manager.start()
         grpc_port = await self._start_grpc()
         self.ports = Ports(grpc_port, http_port)
@@ -199,7 +215,10 @@ class Sidecar:
 
     async def _start_grpc(self) -> int:
         cfg = self.config.grpc
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        security_interceptors, credentials = build_grpc_security(self.config)
+        server = grpc.aio.server(
+            interceptors=[*self._interceptors, *security_interceptors], options=[("grpc.so_reuseport", 0)]
+        )
         pb_grpc.add_VoiceCallServiceServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -216,7 +235,10 @@ class Sidecar:
                 "is another voicecall-server running? Change grpc.port or stop the other process"
             )
         try:
-            port = server.add_insecure_port(address)
+            if credentials is not None:
+                port = server.add_secure_port(address, credentials)
+            else:
+                port = server.add_insecure_port(address)
         except RuntimeError as err:
             raise StartupError(f"cannot listen for gRPC on {address}: {err}") from None
         await server.start()
@@ -239,6 +261,8 @@ class Sidecar:
             await self.bridge.aclose()
         if self.pacer is not None:
             await self.pacer.aclose()
+        for close in reversed(self._closers):
+            await close()
         if self.runner is not None:
             await self.runner.cleanup()
         await self.manager.aclose()
