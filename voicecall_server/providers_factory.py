@@ -51,4 +51,19 @@ def build_provider(config: Config) -> Provider:
                 skip_signature_verification=config.skip_signature_verification,
             )
         )
-    raise ValueError(f"provider {name!r} is not available in this build yet; use mock, twilio or plivo")
+    if name == "telnyx":
+        from providers.telnyx import TelnyxProvider, TelnyxSettings
+
+        tx = config.telnyx
+        return TelnyxProvider(
+            TelnyxSettings(
+                api_key=tx.api_key or "",
+                connection_id=tx.connection_id or "",
+                public_key=tx.public_key,
+                base_url=tx.base_url,
+                voice=tx.voice,
+                language=tx.language,
+                skip_signature_verification=config.skip_signature_verification,
+            )
+        )
+    raise ValueError(f"unknown provider {name!r}; use mock, twilio, telnyx or plivo")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from providers.plivo import media as plivo_media
+from providers.telnyx import media as telnyx_media
 from providers.twilio import media as twilio_media
 
 from .codec import Inbound, Kind, OutboundFrames, StreamCodecError
@@ -63,10 +64,39 @@ class PlivoCodec:
         return plivo_media.StreamEncoder(stream_id)
 
 
-def codec_for(provider: str) -> TwilioCodec | PlivoCodec | None:
+class TelnyxCodec:
+    """Telnyx media streaming (bidirectional RTP, PCMU): Telnyx keeps the stream URL's query, so
+    the token arrives as ``?token=`` on the upgrade request (the server's query fallback)."""
+
+    provider = "telnyx"
+
+    def parse(self, text: str) -> Inbound:
+        try:
+            frame = telnyx_media.parse_frame(text)
+        except telnyx_media.MediaFrameError as err:
+            raise StreamCodecError(str(err)) from None
+        if isinstance(frame, telnyx_media.Media):
+            return Inbound(Kind.MEDIA, frame.stream_id, payload=frame.payload)
+        if isinstance(frame, telnyx_media.Start):
+            token = frame.custom_parameters.get("token", "")
+            return Inbound(Kind.START, frame.stream_id, frame.call_control_id, token=token)
+        if isinstance(frame, telnyx_media.Mark):
+            return Inbound(Kind.MARK, frame.stream_id, name=frame.name)
+        if isinstance(frame, telnyx_media.Dtmf):
+            return Inbound(Kind.DTMF, frame.stream_id, name=frame.digit)
+        if isinstance(frame, telnyx_media.Stop):
+            return Inbound(Kind.STOP, frame.stream_id, frame.call_control_id)
+        return Inbound(Kind.OTHER)
+
+    def outbound(self, stream_id: str) -> OutboundFrames:
+        return telnyx_media.StreamEncoder(stream_id)
+
+
+Codec = TwilioCodec | PlivoCodec | TelnyxCodec
+
+
+def codec_for(provider: str) -> Codec | None:
     """The stream codec for a provider, or None when it has no media streams here (mock)."""
-    if provider == "twilio":
-        return TwilioCodec()
-    if provider == "plivo":
-        return PlivoCodec()
-    return None
+    codecs: dict[str, type[Codec]] = {"twilio": TwilioCodec, "plivo": PlivoCodec, "telnyx": TelnyxCodec}
+    factory = codecs.get(provider)
+    return factory() if factory is not None else None
