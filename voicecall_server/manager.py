@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import logging
 import re
 import secrets
@@ -546,19 +547,15 @@ class CallManager:
                 rec = self._resolve(ev)
                 view = self._view(rec) if rec else None
             if view is not None and (ev.provider_call_id or view.provider_call_id):
-                views[ev.provider_call_id or view.provider_call_id or ""] = view
+                key = ev.provider_call_id or view.provider_call_id or ""
+                earlier = views.get(key)
+                if earlier is not None and earlier.pending_message and not view.pending_message:
+                    # Delivered by this request's reply: a later event must not drop it.
+                    view = dataclasses.replace(view, pending_message=earlier.pending_message)
+                views[key] = view
         return WebhookOutcome(replay=replay, calls=views)
 
     def _view(self, rec: CallRecord, *, rejected: bool = False) -> CallView:
-        pending = ""
-        if (
-            rec.mode is CallMode.NOTIFY
-            and rec.initial_message
-            and not rec.terminal
-            and self.provider.speaks_pending_in_reply
-            and rec.answered_at is not None
-        ):
-            pending = rec.initial_message
         stream_url = self._stream_url(rec) if not rec.terminal else None
         return CallView(
             call_id=rec.call_id,
@@ -567,9 +564,20 @@ class CallManager:
             mode=rec.mode,
             terminal=rec.terminal,
             rejected=rejected,
-            pending_message=pending,
+            pending_message=rec.initial_message if self._reply_speaks(rec) else "",
             stream_url=stream_url,
             stream_token=rec.stream_token if stream_url else None,
+        )
+
+    def _reply_speaks(self, rec: CallRecord) -> bool:
+        """Whether the provider's webhook reply, not a later live update, carries the first message:
+        a notify message, or an inbound greeting when no media stream will speak it."""
+        if rec.terminal or not rec.initial_message or rec.answered_at is None:
+            return False
+        if not self.provider.speaks_pending_in_reply:
+            return False
+        return rec.mode is CallMode.NOTIFY or (
+            rec.direction is Direction.INBOUND and self._stream_url(rec) is None
         )
 
     def _resolve(self, ev: ProviderEvent) -> CallRecord | None:
@@ -602,14 +610,11 @@ class CallManager:
             if old and self._by_provider_id.get(old) == rec.call_id:
                 del self._by_provider_id[old]
         self._apply_type(rec, ch, ev)
-        if self.provider.speaks_pending_in_reply and rec.mode is CallMode.NOTIFY and rec.answered_at:
-            view = self._view(rec)
-            if view.pending_message:
-                self._delivered_in_reply(rec, ch)
-            self._commit(ch)
-            return view
+        view = self._view(rec)
+        if view.pending_message:
+            self._delivered_in_reply(rec, ch)
         self._commit(ch)
-        return self._view(rec)
+        return view
 
     def _delivered_in_reply(self, rec: CallRecord, ch: Changes) -> None:
         ch.say(Speaker.BOT, rec.initial_message)
@@ -711,8 +716,8 @@ class CallManager:
             return
         if not rec.initial_message:
             return
-        if rec.mode is CallMode.NOTIFY and self.provider.speaks_pending_in_reply:
-            return  # the answer webhook's reply carries it (see _view)
+        if self._reply_speaks(rec):
+            return  # the webhook reply carries it (see _view)
         if self._stream_url(rec) is not None:
             return  # spoken once the media stream is up (the media bridge calls deliver_initial_message)
         self._spawn(self.deliver_initial_message(rec.call_id))

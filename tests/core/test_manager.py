@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from providers.base import CallMode, Direction, EndReason, EventType, ProviderEvent
+from providers.mock import MockProvider as MockProviderBase
 from voicecall_server.domain import CallRecord, CallState, EventKind, Speaker
 from voicecall_server.errors import CallError, Reason
 from voicecall_server.inbound import InboundPolicy
@@ -248,3 +249,44 @@ async def test_duplicate_events_apply_once_even_after_restart(harness: HarnessFa
     await again.manager.handle_events([dtmf])
     digits = [e for e in again.store.events_after(0, call_id=rec.call_id) if e.kind is EventKind.DTMF]
     assert len(digits) == 1
+
+
+class ReplySpeakingProvider(MockProviderBase):
+    speaks_pending_in_reply = True
+
+
+async def test_inbound_greeting_rides_in_the_reply_when_the_provider_speaks_there(tmp_path: object) -> None:
+    from voicecall_server.bus import EventBus
+    from voicecall_server.manager import CallManager
+    from voicecall_server.store import Store
+
+    store = Store(tmp_path / "s")  # type: ignore[operator]
+    provider = ReplySpeakingProvider()
+    policy = InboundPolicy("open", (), "Welcome to voicecall")
+    manager = CallManager(replace(FAST, inbound=policy), store, EventBus(), provider)
+    await provider.start(manager.handle_events, "http://x/voice/webhook")
+    try:
+        events = [
+            ProviderEvent(
+                EventType.RINGING,
+                "CA1",
+                direction=Direction.INBOUND,
+                from_number="+15557654321",
+                dedupe_key="r",
+            ),
+            ProviderEvent(EventType.ANSWERED, "CA1", direction=Direction.INBOUND, dedupe_key="r"),
+            ProviderEvent(EventType.ACTIVE, "CA1", dedupe_key="r"),
+        ]
+        outcome = await manager.handle_events(events)
+        assert outcome.calls["CA1"].pending_message == "Welcome to voicecall"
+        rec = manager.get("CA1")
+        assert [(e.speaker, e.text) for e in rec.transcript] == [(Speaker.BOT, "Welcome to voicecall")]
+        assert rec.initial_message == ""
+        await asyncio.sleep(0.05)
+        assert provider.spoken == []  # not spoken a second time by a live update
+        again = await manager.handle_events([ProviderEvent(EventType.ACTIVE, "CA1", dedupe_key="r2")])
+        assert again.calls["CA1"].pending_message == ""
+    finally:
+        await manager.aclose()
+        await provider.aclose()
+        store.close()
