@@ -13,6 +13,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
@@ -32,16 +33,13 @@ from .guard_adapter import ManagerGuard
 from .guardrails import CallingHours, OutboundGuard
 from .inbound import InboundPolicy
 from .manager import CallManager, ManagerSettings
-from .media.bridge import VoiceBridge
 from .media.codecs import codec_for
 from .media.server import MediaServer, MediaSettings
-from .media.voice import StreamVoice, tts_engine_from_config
 from .metrics import install_metrics
 from .providers_factory import build_provider
 from .servicer import VoiceCallServicer
 from .store import Store
 from .voice.autorespond import install_responder
-from .voice.pacer import Pacer
 from .webhook.listener import ListenerSettings, WebhookListener
 from .webhook.public_url import ForwardingPolicy
 
@@ -101,8 +99,8 @@ class Sidecar:
         self.ports = Ports(0, 0)
         self.listener: WebhookListener | None = None
         self.media: MediaServer | None = None
-        self.bridge: VoiceBridge | None = None
-        self.pacer: Pacer | None = None
+        self.bridge: Any = None
+        self.pacer: Any = None
         self.exposed: Exposed | None = None
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._interceptors: list[grpc.aio.ServerInterceptor] = []
@@ -142,6 +140,11 @@ class Sidecar:
                 self.manager,
             )
             self.media.add_routes(app)
+            # The voice stack (openai, numpy) loads only when streaming is on.
+            from .media.bridge import VoiceBridge
+            from .media.voice import StreamVoice, tts_engine_from_config
+            from .voice.pacer import Pacer
+
             # One pacing clock for every stream of the process.
             self.pacer = Pacer()
             self.pacer.start()
@@ -284,6 +287,8 @@ def build_guard(config: Config) -> ManagerGuard | None:
 def _port_in_use(bind: str, port: int) -> bool:
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As the real listeners do: a port in TIME_WAIT after a clean shutdown is free to take.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((bind, port))
         except OSError:

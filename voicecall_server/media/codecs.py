@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from providers.plivo import media as plivo_media
-from providers.telnyx import media as telnyx_media
-from providers.twilio import media as twilio_media
+import importlib
+from typing import Any
 
 from .codec import Inbound, Kind, OutboundFrames, StreamCodecError
+
+
+def _media_module(provider: str) -> Any:
+    # Imported on use: each provider package pulls in its SDK, and only one provider is configured.
+    return importlib.import_module(f"providers.{provider}.media")
 
 
 class TwilioCodec:
@@ -15,7 +19,11 @@ class TwilioCodec:
 
     provider = "twilio"
 
+    def __init__(self) -> None:
+        self.m = _media_module(self.provider)
+
     def parse(self, text: str) -> Inbound:
+        twilio_media = self.m
         try:
             frame = twilio_media.parse_frame(text)
         except twilio_media.MediaFrameError as err:
@@ -34,7 +42,8 @@ class TwilioCodec:
         return Inbound(Kind.CONNECTED)
 
     def outbound(self, stream_id: str) -> OutboundFrames:
-        return twilio_media.StreamEncoder(stream_id)
+        encoder: OutboundFrames = self.m.StreamEncoder(stream_id)
+        return encoder
 
 
 class PlivoCodec:
@@ -43,7 +52,11 @@ class PlivoCodec:
 
     provider = "plivo"
 
+    def __init__(self) -> None:
+        self.m = _media_module(self.provider)
+
     def parse(self, text: str) -> Inbound:
+        plivo_media = self.m
         try:
             frame = plivo_media.parse_frame(text)
         except plivo_media.MediaFrameError as err:
@@ -61,7 +74,8 @@ class PlivoCodec:
         return Inbound(Kind.OTHER)
 
     def outbound(self, stream_id: str) -> OutboundFrames:
-        return plivo_media.StreamEncoder(stream_id)
+        encoder: OutboundFrames = self.m.StreamEncoder(stream_id)
+        return encoder
 
 
 class TelnyxCodec:
@@ -70,7 +84,11 @@ class TelnyxCodec:
 
     provider = "telnyx"
 
+    def __init__(self) -> None:
+        self.m = _media_module(self.provider)
+
     def parse(self, text: str) -> Inbound:
+        telnyx_media = self.m
         try:
             frame = telnyx_media.parse_frame(text)
         except telnyx_media.MediaFrameError as err:
@@ -89,7 +107,8 @@ class TelnyxCodec:
         return Inbound(Kind.OTHER)
 
     def outbound(self, stream_id: str) -> OutboundFrames:
-        return telnyx_media.StreamEncoder(stream_id)
+        encoder: OutboundFrames = self.m.StreamEncoder(stream_id)
+        return encoder
 
 
 Codec = TwilioCodec | PlivoCodec | TelnyxCodec
