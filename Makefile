@@ -17,6 +17,11 @@ node_modules/.installed: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch node_modules/.installed
 
+# The Node interop client (built from the .proto alone) has its own dependencies.
+interop/node/node_modules/.installed: interop/node/package.json
+	npm install --prefix interop/node --no-audit --no-fund --loglevel=error
+	touch interop/node/node_modules/.installed
+
 install: $(STAMP)
 
 ## run: the sidecar (mock provider, SQLite store, loopback binds when nothing is configured)
@@ -24,7 +29,7 @@ run: $(STAMP)
 	$(VENV)/bin/voicecall-server $(if $(CONFIG),--config $(CONFIG))
 
 ## test: the whole test suite
-test: $(STAMP) node_modules/.installed
+test: $(STAMP) node_modules/.installed interop/node/node_modules/.installed
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP) node_modules/.installed buf-lint

@@ -161,6 +161,17 @@ class TwilioProvider:
             twiml.keep_alive(response, self._keepalive(ref.call_id), first_pause_s=twiml.KEEPALIVE_PAUSE_S)
         await self._update(ref, "speak on the call", twiml=twiml.render(response))
 
+    async def send_dtmf(self, ref: CallRef, digits: str) -> None:
+        """Play touch tones (``w`` = half a second's wait) with ``<Play digits>``; a streamed call
+        gets its stream back right after, so sending digits never ends the stream for good."""
+        response = twiml.empty()
+        response.play(digits=digits)
+        if ref.stream_url and ref.stream_token:
+            twiml.stream(response, ref.stream_url, ref.stream_token)
+        else:
+            twiml.keep_alive(response, self._keepalive(ref.call_id), first_pause_s=twiml.KEEPALIVE_PAUSE_S)
+        await self._update(ref, "send DTMF on the call", twiml=twiml.render(response))
+
     async def start_listening(self, ref: CallRef, turn_token: str) -> None:
         """Post a speech ``<Gather>``; never for a streamed call (it would replace the stream)."""
         if not self._webhook_url:

@@ -67,10 +67,12 @@ async def test_every_provider_request_validates(provider: TwilioProvider, prism:
     await provider.speak(ref, "Hello & welcome <caller>")
     await provider.speak(streamed, "Back to the stream")
     await provider.start_listening(ref, "turn-1")
+    await provider.send_dtmf(ref, "1w2#")
+    await provider.send_dtmf(streamed, "9")
     await provider.hangup(ref)
     status = await provider.fetch_status(sid)
     assert not status.is_unknown
-    sent = 5 + 4 + 1
+    sent = 5 + 6 + 1
     new = prism.lines()[len(before) :]
     assert not [line for line in new if FAILED in line or "✖" in line]
     assert sum(PASSED in line for line in new) == sent

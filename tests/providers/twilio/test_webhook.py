@@ -372,3 +372,15 @@ async def test_skip_mode() -> None:
 )
 def test_voices(name: str | None, voice: str) -> None:
     assert say_voice(name) == voice
+
+
+def test_dtmf_twiml_plays_digits_then_restores_the_stream() -> None:
+    from providers.twilio import twiml
+
+    response = twiml.empty()
+    response.play(digits="1w2#")
+    twiml.stream(response, "wss://voice.example.com/voice/stream", "tok")
+    root = parse_xml(twiml.render(response).encode())
+    assert [child.tag for child in root] == ["Play", "Connect"]
+    assert root[0].attrib["digits"] == "1w2#"
+    assert root[1][0].attrib["url"] == "wss://voice.example.com/voice/stream"
