@@ -25,6 +25,7 @@ from tests.providers.twilio.fakes import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, fa
 from tests.voice.fakes_chat import FakeChatServer, Scripted
 from tests.voice.fakes_openai_realtime import FakeRealtimeConnection, FakeRealtimeServer, eventually
 from voicecall_client.v1 import voicecall_service_pb2 as pb
+from voicecall_server.config import Config
 from voicecall_server.voice.playback import _cut_at_word
 
 from .twilio_stream import FakeSpeech, TwilioStreamClient, speech_ulaw, tts_frames
@@ -77,22 +78,26 @@ async def fakes() -> AsyncIterator[Fakes]:
             await f.close()
 
 
-@pytest.fixture
-async def sidecar(tmp_path: Path, fakes: Fakes) -> AsyncIterator[Running]:
-    config = make_config(
+def sidecar_config(tmp_path: Path, fakes: Fakes, tts: dict[str, Any]) -> Config:
+    return make_config(
         tmp_path / "s",
         provider="twilio",
         fromNumber=OUR_NUMBER,
         twilio={"accountSid": ACCOUNT_SID, "authToken": AUTH_TOKEN, "baseUrl": fakes.twilio.base_url},
         publicUrl=PUBLIC_URL,
         streaming={"enabled": True, "openaiApiKey": KEY, "openaiBaseUrl": fakes.realtime.base_url},
-        tts={"provider": "openai", "openai": {"apiKey": KEY, "baseUrl": fakes.speech.url}},
+        tts=tts,
         openai={"apiKey": KEY, "baseUrl": fakes.chat.base_url},
         inboundPolicy="allowlist",
         allowFrom=[CALLER],
         inboundGreeting=GREETING,
     )
-    running = await start(config)
+
+
+@pytest.fixture
+async def sidecar(tmp_path: Path, fakes: Fakes) -> AsyncIterator[Running]:
+    tts = {"provider": "openai", "openai": {"apiKey": KEY, "baseUrl": fakes.speech.url}}
+    running = await start(sidecar_config(tmp_path, fakes, tts))
     try:
         yield running
     finally:
@@ -279,3 +284,37 @@ async def run_conversation(
     assert [t.turn for t in call.turn_latencies] == [1, 2, 3]
     assert all(t.total.ToMilliseconds() > 0 for t in call.turn_latencies)
     await client.stop()
+
+
+async def test_edge_tts_is_never_used_for_calls_the_provider_speaks_instead(
+    tmp_path: Path, fakes: Fakes
+) -> None:
+    config = sidecar_config(tmp_path, fakes, {"provider": "edge", "openai": {"baseUrl": fakes.speech.url}})
+    assert "edge TTS cannot produce telephony audio; calls use the provider's own voice" in config.warnings
+    running = await start(config)
+    try:
+        async with aiohttp.ClientSession() as http:
+            twiml = await inbound_webhook(http, running)
+            (stream,) = list(twiml[0])
+            token = {p.get("name"): p.get("value") for p in stream}["token"]
+            assert token
+            call_id = running.sidecar.manager.find(CALL_SID).call_id  # type: ignore[union-attr]
+            url = f"ws://127.0.0.1:{running.sidecar.ports.http}/voice/stream"
+            client = TwilioStreamClient(http, url, CALL_SID, token)
+            await client.connect()
+            try:
+                call = await call_when(running, call_id, lambda c: len(c.transcript) == 1)
+                assert said(call) == [("SPEAKER_BOT", GREETING)]
+                # Twilio's own voice speaks it, and the live update hands the stream back.
+                (update,) = [dict(r.form)["Twiml"] for r in fakes.twilio.requests if "Twiml" in dict(r.form)]
+                root = ET.fromstring(update)  # noqa: S314 - our own server's TwiML
+                assert [el.tag for el in root] == ["Say", "Connect"]
+                assert root[0].text == GREETING
+                assert root[1][0].get("url") == "wss://voice.example.com/voice/stream"
+                assert fakes.speech.inputs == []
+                assert "media" not in client.kinds()
+                await client.stop()
+            finally:
+                await client.close()
+    finally:
+        await running.close()
