@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import selectors
+import queue
 import signal
 import subprocess
 import sys
+import threading
 
 from tests.client.fake_server import FakeVoiceCall, TailLeg
 from voicecall_client.v1 import voicecall_service_pb2 as pb
@@ -15,17 +16,29 @@ SAFETY_TIMEOUT = 60.0  # only guards against a hang; nothing is asserted about t
 
 
 def _read_lines(proc: subprocess.Popen[str], n: int) -> list[str]:
-    assert proc.stdout is not None
+    # A reader thread, not select(): several lines can arrive in one chunk and sit in the
+    # TextIO buffer, where select() on the pipe would never see them.
+    stdout = proc.stdout
+    assert stdout is not None
+    found: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in stdout:
+            found.put(line.rstrip("\n"))
+            if found.qsize() >= n:
+                return
+        found.put("")  # EOF
+
+    threading.Thread(target=pump, daemon=True).start()
     lines: list[str] = []
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        while len(lines) < n:
-            if not sel.select(timeout=SAFETY_TIMEOUT):
-                raise AssertionError(f"no output from voicecall tail; got {lines!r}")
-            line = proc.stdout.readline()
-            if not line:
-                raise AssertionError(f"voicecall tail exited early; got {lines!r}")
-            lines.append(line.rstrip("\n"))
+    while len(lines) < n:
+        try:
+            line = found.get(timeout=SAFETY_TIMEOUT)
+        except queue.Empty:
+            raise AssertionError(f"no output from voicecall tail; got {lines!r}") from None
+        if not line:
+            raise AssertionError(f"voicecall tail exited early; got {lines!r}")
+        lines.append(line)
     return lines
 
 
