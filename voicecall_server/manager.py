@@ -4,29 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import logging
-import re
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any, Protocol
+from collections.abc import Coroutine
+from typing import Any
 
 from providers.base import (
     CallMode,
     CallRef,
-    CallView,
     DialRequest,
     Direction,
     EndReason,
-    EventType,
     Provider,
     ProviderError,
-    ProviderEvent,
-    WebhookOutcome,
 )
 
 from .bus import EventBus
@@ -34,84 +26,23 @@ from .changes import Changes
 from .domain import CallRecord, CallState, EventKind, Speaker, TurnLatency, utcnow
 from .errors import CallError, Reason, from_provider_error
 from .idempotency import Idempotency
-from .inbound import InboundPolicy
+from .manager_events import ProviderEvents
+from .manager_recovery import Recovery
+from .manager_types import (
+    CallerTurnHook,
+    ManagerSettings,
+    MediaBridge,
+    OutboundGuard,
+    Turn,
+    check_dtmf,
+    check_e164,
+)
 from .store import Store
 
 log = logging.getLogger("voicecall.manager")
 
-E164 = re.compile(r"^\+[1-9]\d{1,14}$")
-DTMF = re.compile(r"^[0-9*#A-Dw]{1,64}$")
-MACHINE_ANSWERS = ("machine", "fax")
 
-
-def check_e164(value: str, field_name: str) -> str:
-    value = value.strip()
-    if not E164.match(value):
-        raise CallError(
-            Reason.INVALID_PHONE_NUMBER,
-            f"{field_name} must be an E.164 number like +15551234567, got {value!r}",
-            field=field_name,
-        )
-    return value
-
-
-def check_dtmf(value: str, field_name: str) -> str:
-    value = value.strip()
-    if not DTMF.match(value):
-        raise CallError(
-            Reason.INVALID_FIELD,
-            f"{field_name} must be 1-64 of 0-9 * # A-D and w (a half-second wait), got {value!r}",
-            field=field_name,
-        )
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class ManagerSettings:
-    provider_name: str = "mock"
-    from_number: str = "+15550000000"
-    to_number: str | None = None
-    default_mode: CallMode = CallMode.NOTIFY
-    notify_hangup_delay_s: float = 3.0
-    max_duration_s: float = 300.0
-    stale_call_reaper_s: float = 120.0
-    transcript_timeout_s: float = 180.0
-    ring_timeout_s: int = 30
-    max_concurrent_calls: int = 1
-    inbound: InboundPolicy = field(default_factory=InboundPolicy)
-    machine_detection: str = "off"
-    voice: str | None = None
-    stream_url: str | None = None
-    """The public media-stream URL when streaming is enabled; None disables streams."""
-    retention_days: int = 30
-    idempotency_ttl_s: float = 48 * 3600.0
-    restore_timeout_s: float = 10.0
-
-
-class OutboundGuard(Protocol):
-    def check(self, to_number: str) -> CallError | None: ...
-    def record(self) -> None: ...
-
-
-class MediaBridge(Protocol):
-    """The media-stream side: speaks through a live stream when the call has one."""
-
-    def has_stream(self, call_id: str) -> bool: ...
-    async def say(self, call_id: str, text: str) -> str | None:
-        """Play ``text``; return what the caller heard, or None if the stream could not play it."""
-
-
-CallerTurnHook = Callable[[CallRecord, str], Coroutine[Any, Any, None]]
-
-
-@dataclass
-class _Turn:
-    token: str
-    future: asyncio.Future[str]
-    started: float
-
-
-class CallManager:
+class CallManager(ProviderEvents, Recovery):
     def __init__(
         self,
         settings: ManagerSettings,
@@ -132,7 +63,7 @@ class CallManager:
         self.idempotency = Idempotency(store)
         self._live: dict[str, CallRecord] = {}
         self._by_provider_id: dict[str, str] = {}
-        self._turns: dict[str, _Turn] = {}
+        self._turns: dict[str, Turn] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._rejected: dict[str, float] = {}
@@ -454,7 +385,7 @@ class CallManager:
             )
         timeout = timeout_s if timeout_s is not None else self.settings.transcript_timeout_s
         started = time.monotonic()
-        turn = _Turn(uuid.uuid4().hex, asyncio.get_running_loop().create_future(), started)
+        turn = Turn(uuid.uuid4().hex, asyncio.get_running_loop().create_future(), started)
         self._turns[rec.call_id] = turn
         listening = False
         try:
@@ -538,210 +469,6 @@ class CallManager:
             ).decode()
         return calls, token
 
-    # -- provider events ------------------------------------------------------------------------
-    async def handle_events(self, events: Sequence[ProviderEvent], *, replay: bool = False) -> WebhookOutcome:
-        views: dict[str, CallView] = {}
-        for index, ev in enumerate(events):
-            view = None if replay else self._apply(ev, index)
-            if view is None:
-                rec = self._resolve(ev)
-                view = self._view(rec) if rec else None
-            if view is not None and (ev.provider_call_id or view.provider_call_id):
-                key = ev.provider_call_id or view.provider_call_id or ""
-                earlier = views.get(key)
-                if earlier is not None and earlier.pending_message and not view.pending_message:
-                    # Delivered by this request's reply: a later event must not drop it.
-                    view = dataclasses.replace(view, pending_message=earlier.pending_message)
-                views[key] = view
-        return WebhookOutcome(replay=replay, calls=views)
-
-    def _view(self, rec: CallRecord, *, rejected: bool = False) -> CallView:
-        stream_url = self._stream_url(rec) if not rec.terminal else None
-        return CallView(
-            call_id=rec.call_id,
-            provider_call_id=rec.provider_call_id,
-            direction=rec.direction,
-            mode=rec.mode,
-            terminal=rec.terminal,
-            rejected=rejected,
-            pending_message=rec.initial_message if self._reply_speaks(rec) else "",
-            stream_url=stream_url,
-            stream_token=rec.stream_token if stream_url else None,
-        )
-
-    def _reply_speaks(self, rec: CallRecord) -> bool:
-        """Whether the provider's webhook reply, not a later live update, carries the first message:
-        a notify message, or an inbound greeting when no media stream will speak it."""
-        if rec.terminal or not rec.initial_message or rec.answered_at is None:
-            return False
-        if not self.provider.speaks_pending_in_reply:
-            return False
-        return rec.mode is CallMode.NOTIFY or (
-            rec.direction is Direction.INBOUND and self._stream_url(rec) is None
-        )
-
-    def _resolve(self, ev: ProviderEvent) -> CallRecord | None:
-        for key in (ev.call_id, ev.provider_call_id):
-            if key and (rec := self.find(key)) is not None:
-                return rec
-        return None
-
-    def _apply(self, ev: ProviderEvent, index: int) -> CallView | None:
-        key = f"{ev.dedupe_key}#{index}" if ev.dedupe_key else None
-        if key and self.store.has_dedupe_key(key):
-            log.info("duplicate provider event %s dropped", ev.type.value)
-            return None
-        rec = self._resolve(ev)
-        if rec is None:
-            if not ev.provider_call_id or ev.direction is None:
-                log.warning("event %s for an unknown call dropped", ev.type.value)
-                return None
-            if ev.direction is Direction.INBOUND:
-                decision = self.settings.inbound.decide(ev.from_number or "")
-                if not decision.accepted:
-                    return self._reject(ev, decision.reason)
-            rec = self._adopt(ev)
-        ch = Changes(rec)
-        if key:
-            ch.dedupe_keys.append(key)
-        if ev.provider_call_id and ev.provider_call_id != rec.provider_call_id:
-            old = rec.provider_call_id
-            rec.provider_call_id = ev.provider_call_id
-            if old and self._by_provider_id.get(old) == rec.call_id:
-                del self._by_provider_id[old]
-        self._apply_type(rec, ch, ev)
-        view = self._view(rec)
-        if view.pending_message:
-            self._delivered_in_reply(rec, ch)
-        self._commit(ch)
-        return view
-
-    def _delivered_in_reply(self, rec: CallRecord, ch: Changes) -> None:
-        ch.say(Speaker.BOT, rec.initial_message)
-        rec.initial_message = ""
-
-    def _reject(self, ev: ProviderEvent, reason: str) -> CallView:
-        pid = ev.provider_call_id or ""
-        log.info("inbound call rejected by policy: %s", reason)
-        view = CallView(
-            call_id="",
-            provider_call_id=pid,
-            direction=Direction.INBOUND,
-            mode=CallMode.CONVERSATION,
-            terminal=True,
-            rejected=True,
-        )
-        if pid in self._rejected:
-            return view
-        if len(self._rejected) > 10_000:
-            self._rejected.clear()
-        self._rejected[pid] = time.monotonic()
-        self._spawn(self._hangup_rejected(pid))
-        return view
-
-    async def _hangup_rejected(self, provider_call_id: str) -> None:
-        try:
-            await self.provider.hangup(CallRef("", provider_call_id))
-        except ProviderError as err:
-            log.warning("hanging up a rejected inbound call failed: %s", err.message)
-
-    def _adopt(self, ev: ProviderEvent) -> CallRecord:
-        inbound = ev.direction is Direction.INBOUND
-        rec = CallRecord(
-            call_id=str(uuid.uuid4()),
-            provider=self.settings.provider_name,
-            direction=ev.direction or Direction.INBOUND,
-            state=CallState.RINGING,
-            from_number=ev.from_number or "",
-            to_number=ev.to_number or self.settings.from_number,
-            mode=CallMode.CONVERSATION if inbound else self.settings.default_mode,
-            created_at=ev.timestamp or utcnow(),
-            provider_call_id=ev.provider_call_id,
-            initial_message=self.settings.inbound.greeting if inbound else "",
-            stream_token=secrets.token_urlsafe(16),
-        )
-        ch = Changes(rec)
-        ch.event(EventKind.STATE_CHANGED, {"state": rec.state.value})
-        self._commit(ch)
-        if inbound:
-            self._spawn(self._answer_inbound(rec))
-        return rec
-
-    async def _answer_inbound(self, rec: CallRecord) -> None:
-        answer = getattr(self.provider, "answer", None)
-        if answer is None:
-            return
-        try:
-            await answer(self.ref(rec, with_stream=True))
-        except ProviderError as err:
-            ch = Changes(rec)
-            ch.event(EventKind.ERROR, {"message": f"answering the inbound call failed: {err.message}"})
-            self._commit(ch)
-
-    def _apply_type(self, rec: CallRecord, ch: Changes, ev: ProviderEvent) -> None:
-        t = ev.type
-        if t in (EventType.INITIATED, EventType.RINGING, EventType.ACTIVE, EventType.SPEAKING):
-            ch.move(_STATE_FOR[t])
-        elif t is EventType.ANSWERED:
-            self._answered(rec, ch, ev)
-        elif t is EventType.SPEECH:
-            self._speech(rec, ch, ev)
-        elif t is EventType.DTMF and ev.digits:
-            ch.event(EventKind.DTMF, {"digits": ev.digits})
-        elif t is EventType.ENDED:
-            ch.finish(ev.end_reason or EndReason.COMPLETED, ev.timestamp)
-        elif t is EventType.ERROR:
-            ch.event(EventKind.ERROR, {"message": ev.error or "provider reported an error"})
-            if not ev.retryable:
-                ch.finish(EndReason.ERROR)
-
-    def _answered(self, rec: CallRecord, ch: Changes, ev: ProviderEvent) -> None:
-        first = rec.answered_at is None
-        if first:
-            rec.answered_at = ev.timestamp or utcnow()
-            ch.move(CallState.ANSWERED)
-            self._arm_max_duration(rec, self.settings.max_duration_s)
-        if ev.answered_by and ev.answered_by != rec.answered_by:
-            rec.answered_by = ev.answered_by
-            if ev.answered_by.startswith(MACHINE_ANSWERS) and self.settings.machine_detection == "detect":
-                self._spawn(self._end_quietly(rec.call_id, EndReason.VOICEMAIL))
-                return
-        if not first:
-            return
-        if rec.metadata.get("dtmf_sequence"):
-            self._spawn(self._play_dtmf_sequence(rec.call_id))
-        if rec.metadata.pop("inline_message", False) and rec.initial_message:
-            ch.say(Speaker.BOT, rec.initial_message)
-            rec.initial_message = ""
-            return
-        if not rec.initial_message:
-            return
-        if self._reply_speaks(rec):
-            return  # the webhook reply carries it (see _view)
-        if self._stream_url(rec) is not None:
-            return  # spoken once the media stream is up (the media bridge calls deliver_initial_message)
-        self._spawn(self.deliver_initial_message(rec.call_id))
-
-    def _speech(self, rec: CallRecord, ch: Changes, ev: ProviderEvent) -> None:
-        text = ev.text.strip()
-        if not text:
-            return
-        turn = self._turns.get(rec.call_id)
-        if ev.is_final and turn and ev.turn_token and ev.turn_token != turn.token:
-            log.warning("speech for a stale turn on call %s ignored", rec.call_id)
-            return
-        ch.say(Speaker.CALLER, text, is_final=ev.is_final, confidence=ev.confidence)
-        ch.move(CallState.LISTENING)
-        if not ev.is_final:
-            return
-        if turn is not None:
-            if not turn.future.done():
-                turn.future.set_result(text)
-        elif self.on_caller_turn is not None and (
-            rec.direction is Direction.INBOUND or rec.mode is CallMode.CONVERSATION
-        ):
-            self._spawn(self.on_caller_turn(rec, text))
-
     async def send_dtmf(self, call_id: str, digits: str) -> CallRecord:
         digits = check_dtmf(digits, "digits")
         rec = self._connected(call_id)
@@ -803,75 +530,13 @@ class CallManager:
         finally:
             self._delivering.discard(call_id)
 
-    # -- restore, reaper, retention -------------------------------------------------------------
-    async def _restore(self) -> None:
-        candidates = self.store.live_calls()
-        if not candidates:
-            return
-        log.info("restoring %d live call(s)", len(candidates))
-        results = await asyncio.gather(
-            *(self._restore_one(rec) for rec in candidates), return_exceptions=True
-        )
-        for rec, result in zip(candidates, results, strict=True):
-            if isinstance(result, BaseException):
-                log.error("restoring call %s failed: %r", rec.call_id, result)
 
-    async def _restore_one(self, rec: CallRecord) -> None:
-        ch = Changes(rec)
-        if not rec.provider_call_id:
-            ch.event(
-                EventKind.ERROR, {"message": "the sidecar stopped before the provider confirmed the dial"}
-            )
-            ch.finish(EndReason.FAILED)
-            self._commit(ch)
-            return
-        try:
-            status = await asyncio.wait_for(
-                self.provider.fetch_status(rec.provider_call_id), self.settings.restore_timeout_s
-            )
-        except (TimeoutError, ProviderError):
-            status = None
-        if status is not None and status.is_terminal:
-            ch.finish(status.end_reason or EndReason.COMPLETED)
-            self._commit(ch)
-            return
-        self._live[rec.call_id] = rec
-        self._by_provider_id[rec.provider_call_id] = rec.call_id
-        if rec.answered_at is not None:
-            remaining = self.settings.max_duration_s - (utcnow() - rec.answered_at).total_seconds()
-            if remaining <= 0:
-                self._spawn(self._end_quietly(rec.call_id, EndReason.TIMEOUT))
-            else:
-                self._arm_max_duration(rec, remaining)
-
-    async def _reaper(self) -> None:
-        threshold = self.settings.stale_call_reaper_s
-        interval = min(30.0, max(0.05, threshold / 4))
-        while True:
-            await asyncio.sleep(interval)
-            self.reap_stale(threshold)
-            self.prune()
-
-    def reap_stale(self, threshold_s: float) -> int:
-        """End calls that were never answered within the threshold (answered calls are never reaped)."""
-        cutoff = utcnow() - timedelta(seconds=threshold_s)
-        stale = [r for r in self._live.values() if r.answered_at is None and r.created_at < cutoff]
-        for rec in stale:
-            log.info("reaping call %s: not answered after %g s", rec.call_id, threshold_s)
-            self._spawn(self._end_quietly(rec.call_id, EndReason.NO_ANSWER))
-        return len(stale)
-
-    def prune(self) -> int:
-        days = self.settings.retention_days
-        ended_before = utcnow() - timedelta(days=days) if days > 0 else None
-        return self.store.prune(
-            ended_before=ended_before, requests_before=time.time() - self.settings.idempotency_ttl_s
-        )
-
-
-_STATE_FOR = {
-    EventType.INITIATED: CallState.INITIATED,
-    EventType.RINGING: CallState.RINGING,
-    EventType.ACTIVE: CallState.ACTIVE,
-    EventType.SPEAKING: CallState.SPEAKING,
-}
+__all__ = [
+    "CallManager",
+    "CallerTurnHook",
+    "ManagerSettings",
+    "MediaBridge",
+    "OutboundGuard",
+    "check_dtmf",
+    "check_e164",
+]
