@@ -68,6 +68,7 @@ class CallManager(ProviderEvents, Recovery):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._rejected: dict[str, float] = {}
         self._delivering: set[str] = set()
+        self._ending: dict[str, EndReason] = {}
         self._closing = False
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -437,6 +438,9 @@ class CallManager(ProviderEvents, Recovery):
         if rec.terminal:
             return rec
         if rec.provider_call_id:
+            # The provider's own "completed" may arrive before the hang-up request returns: it
+            # must still record why we ended the call (see ProviderEvents._apply_type).
+            self._ending[rec.call_id] = reason
             try:
                 await self.provider.hangup(self.ref(rec))
             except ProviderError as err:
@@ -445,6 +449,8 @@ class CallManager(ProviderEvents, Recovery):
                 ch.event(EventKind.ERROR, {"message": f"hang-up failed: {error.message}"})
                 self._commit(ch)
                 raise error from None
+            finally:
+                self._ending.pop(rec.call_id, None)
         ch = Changes(rec)
         ch.finish(reason)
         self._commit(ch)

@@ -45,6 +45,7 @@ class ProviderEvents:
     _by_provider_id: dict[str, str]
     _turns: dict[str, Turn]
     _rejected: dict[str, float]
+    _ending: dict[str, EndReason]
 
     if TYPE_CHECKING:
 
@@ -208,7 +209,8 @@ class ProviderEvents:
         elif t is EventType.DTMF and ev.digits:
             ch.event(EventKind.DTMF, {"digits": ev.digits})
         elif t is EventType.ENDED:
-            ch.finish(ev.end_reason or EndReason.COMPLETED, ev.timestamp)
+            reason = self._ending.get(rec.call_id) or ev.end_reason or EndReason.COMPLETED
+            ch.finish(reason, ev.timestamp)
         elif t is EventType.ERROR:
             ch.event(EventKind.ERROR, {"message": ev.error or "provider reported an error"})
             if not ev.retryable:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..base import CallView, WebhookOutcome, WebhookRequest
+from ..base import CallMode, CallView, WebhookOutcome, WebhookRequest
 from . import xmldoc
 from .settings import PlivoSettings
 from .state import CallTable
@@ -65,7 +65,17 @@ def reply_for(
     if flow != "answer" or view is None:
         return xmldoc.keep_alive(next_url(call_id)) if keep else xmldoc.empty()
     if view.pending_message:
-        return xmldoc.notify(view.pending_message, settings.voice, settings.language)
+        if view.mode is CallMode.NOTIFY:
+            return xmldoc.notify(view.pending_message, settings.voice, settings.language)
+        # An inbound greeting: speak it, then keep the call up for the conversation.
+        return xmldoc.speak(
+            view.pending_message,
+            settings.voice,
+            settings.language,
+            next_url=next_url(view.call_id),
+            stream_url=None,
+            token=None,
+        )
     if view.terminal:
         return xmldoc.hangup()
     if view.stream_url and view.stream_token:

@@ -290,3 +290,26 @@ async def test_inbound_greeting_rides_in_the_reply_when_the_provider_speaks_ther
         await manager.aclose()
         await provider.aclose()
         store.close()
+
+
+async def test_end_keeps_its_reason_when_the_provider_reports_completed_first(
+    harness: HarnessFactory,
+) -> None:
+    h = harness()
+    await h.start()
+    rec = await h.manager.initiate(to_number="+15551230001", message="Hi", mode=CallMode.CONVERSATION)
+    await wait_for_state(h.manager, rec.call_id, CallState.SPEAKING, CallState.LISTENING)
+    original = h.provider.hangup
+
+    async def hangup_with_early_callback(ref: object) -> None:
+        # The provider's status callback lands while our hang-up request is still in flight.
+        done = ProviderEvent(
+            EventType.ENDED, rec.provider_call_id, rec.call_id, end_reason=EndReason.COMPLETED
+        )
+        await h.manager.handle_events([done])
+        await original(ref)  # type: ignore[arg-type]
+
+    h.provider.hangup = hangup_with_early_callback  # type: ignore[method-assign]
+    ended = await h.manager.end(rec.call_id)
+    assert ended.state is CallState.HANGUP_BOT
+    assert ended.end_reason is EndReason.HANGUP_BOT
