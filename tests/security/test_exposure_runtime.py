@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -14,36 +12,11 @@ import pytest
 from tests.e2e.harness import make_config, start
 from voicecall_server.exposure.runtime import exposure_kind, start_exposure
 
-BIN = Path(__file__).resolve().parent.parent / "exposure" / "bin"
+from .conftest import Calls
+
 NGROK_URL = "https://ab12-203-0-113-7.ngrok-free.app"
 TS_BASE = "https://voicebox.tail1234.ts.net"
 NGROK_TOKEN = "2abcNGROKsecretTOKEN_xyz"
-
-Calls = Callable[[], list[dict[str, object]]]
-
-
-@pytest.fixture
-def fake_bin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Calls:
-    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    log = tmp_path / "calls.jsonl"
-    monkeypatch.setenv("FAKE_ARGV_LOG", str(log))
-    for var in (
-        "NGROK_AUTHTOKEN",
-        "FAKE_NGROK_MODE",
-        "FAKE_TS_STATE",
-        "FAKE_TS_HANG",
-        "FAKE_TS_FUNNEL",
-        "FAKE_TS_FAIL_PATH",
-        "FAKE_TS_NO_YES",
-    ):
-        monkeypatch.delenv(var, raising=False)
-
-    def calls() -> list[dict[str, object]]:
-        if not log.exists():
-            return []
-        return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-
-    return calls
 
 
 async def test_ngrok_tunnel_gives_the_public_webhook_url(tmp_path: Path, fake_bin: Calls) -> None:
