@@ -1,7 +1,9 @@
 """`voicecall`: the command line for a running voicecall sidecar.
 
-Subcommands live in a table (``COMMANDS``); later ones (expose, setup, smoke, dtmf, doctor) append
-their own :class:`~voicecall_client.cli_base.Command` entries.
+Subcommands live in a table (``COMMANDS``). Other installed packages add theirs through the entry-point
+group ``voicecall.cli_commands``: each entry point names a :class:`~voicecall_client.cli_base.Command`
+or a list of them. That is how the server package contributes ``setup``, ``expose`` and ``doctor``
+without this package importing it: they are there when the server is installed and absent otherwise.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Callable, Iterable, Sequence
+from importlib.metadata import entry_points
 
 import grpc
 
-from voicecall_client import cli_commands
+from voicecall_client import cli_commands, cli_extra
 from voicecall_client.cli_base import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -25,7 +29,8 @@ from voicecall_client.cli_base import (
 from voicecall_client.client import DEFAULT_TARGET
 from voicecall_client.errors import VoiceCallError
 
-COMMANDS: list[Command] = [*cli_commands.COMMANDS]
+COMMANDS: list[Command] = [*cli_commands.COMMANDS, *cli_extra.COMMANDS]
+ENTRY_POINT_GROUP = "voicecall.cli_commands"
 
 _GLOBAL_EPILOG = """\
 examples:
@@ -71,7 +76,58 @@ def _add_globals(p: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
 
 
-def build_parser(commands: list[Command] | None = None) -> argparse.ArgumentParser:
+def _as_commands(obj: object) -> list[Command]:
+    if isinstance(obj, Command):
+        return [obj]
+    if isinstance(obj, list | tuple) and obj and all(isinstance(c, Command) for c in obj):
+        return list(obj)
+    raise TypeError(
+        f"expected a voicecall_client.cli_base.Command or a list of them, got {type(obj).__name__}"
+    )
+
+
+def plugin_commands(
+    builtin: Iterable[Command] = (), warn: Callable[[str], None] | None = None
+) -> list[Command]:
+    """The commands registered under ``voicecall.cli_commands``, sorted by name.
+
+    A plugin that fails to load, names something that is not a Command, or reuses a taken name is
+    left out and reported through ``warn`` in one line: one broken package must not take the whole
+    CLI down with it.
+    """
+    taken = {c.name for c in builtin}
+    seen: set[tuple[str, str]] = set()
+    found: list[Command] = []
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (e.name, e.value)):
+        # The same distribution visible twice on sys.path lists its entry points twice.
+        if (ep.name, ep.value) in seen:
+            continue
+        seen.add((ep.name, ep.value))
+        try:
+            loaded = _as_commands(ep.load())
+        except Exception as err:
+            if warn is not None:
+                why = " ".join(str(err).split()) or "no details"
+                warn(f"warning: ignoring CLI plugin {ep.name} ({ep.value}): {type(err).__name__}: {why}")
+            continue
+        for cmd in loaded:
+            if cmd.name in taken:
+                if warn is not None:
+                    warn(
+                        f"warning: ignoring CLI plugin {ep.name} ({ep.value}): command {cmd.name!r} already exists"
+                    )
+                continue
+            taken.add(cmd.name)
+            found.append(cmd)
+    return sorted(found, key=lambda c: c.name)
+
+
+def all_commands(warn: Callable[[str], None] | None = None) -> list[Command]:
+    """The built-in commands followed by every plugin command that loads."""
+    return [*COMMANDS, *plugin_commands(COMMANDS, warn)]
+
+
+def build_parser(commands: Sequence[Command] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voicecall",
         description="Place, hold and watch phone calls through a running voicecall sidecar.",
@@ -80,7 +136,7 @@ def build_parser(commands: list[Command] | None = None) -> argparse.ArgumentPars
     )
     _add_globals(parser, suppress=False)
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for cmd in commands if commands is not None else COMMANDS:
+    for cmd in commands if commands is not None else all_commands():
         sub = subs.add_parser(
             cmd.name,
             help=cmd.help,
@@ -129,8 +185,12 @@ def _silence_stdout() -> None:
         pass
 
 
+def _warn(line: str) -> None:
+    print(f"voicecall: {line}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(all_commands(warn=_warn))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error argparse already reported
@@ -155,7 +215,15 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_FAILURE
 
 
-__all__ = ["COMMANDS", "EXIT_INTERRUPTED", "build_parser", "main"]
+__all__ = [
+    "COMMANDS",
+    "ENTRY_POINT_GROUP",
+    "EXIT_INTERRUPTED",
+    "all_commands",
+    "build_parser",
+    "main",
+    "plugin_commands",
+]
 
 if __name__ == "__main__":
     sys.exit(main())
