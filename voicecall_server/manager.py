@@ -19,6 +19,7 @@ from providers.base import (
     EndReason,
     Provider,
     ProviderError,
+    ProviderErrorKind,
 )
 
 from .bus import EventBus
@@ -334,7 +335,7 @@ class CallManager(ProviderEvents, Recovery):
             try:
                 await self.provider.speak(self.ref(rec, with_stream=True), text, voice=self.settings.voice)
             except ProviderError as err:
-                error = from_provider_error(err, rec.provider)
+                error = self._gone_or(err, rec)
                 ch.event(EventKind.ERROR, {"message": f"speak failed: {error.message}"})
                 self._commit(ch)
                 raise error from None
@@ -401,7 +402,7 @@ class CallManager(ProviderEvents, Recovery):
                     await self.provider.start_listening(self.ref(rec), turn.token)
                     listening = True
                 except ProviderError as err:
-                    raise from_provider_error(err, rec.provider) from None
+                    raise self._gone_or(err, rec) from None
             try:
                 transcript = await asyncio.wait_for(asyncio.shield(turn.future), timeout)
             except TimeoutError:
@@ -428,6 +429,13 @@ class CallManager(ProviderEvents, Recovery):
                     await self.provider.stop_listening(self.ref(rec))
                 except ProviderError as err:
                     log.warning("stop listening failed on call %s: %s", rec.call_id, err.message)
+
+    def _gone_or(self, err: ProviderError, rec: CallRecord) -> CallError:
+        """A provider that no longer knows a live call means the caller hung up while our request
+        was in flight: that is the call ending, not the provider rejecting us."""
+        if err.kind is ProviderErrorKind.NOT_FOUND or rec.terminal:
+            return CallError(Reason.CALL_NOT_ACTIVE, f"call {rec.call_id} has ended")
+        return from_provider_error(err, rec.provider)
 
     def _check_live(self, rec: CallRecord) -> None:
         if rec.terminal:

@@ -283,6 +283,8 @@ async def run_conversation(
     ]
     assert [t.turn for t in call.turn_latencies] == [1, 2, 3]
     assert all(t.total.ToMilliseconds() > 0 for t in call.turn_latencies)
+    record = sidecar.sidecar.manager.get(call.call_id)
+    assert all("first_audio" in t.stages for t in record.turn_latencies)
     await client.stop()
 
 

@@ -41,6 +41,10 @@ class VoiceBridge:
     def has_stream(self, call_id: str) -> bool:
         return self.media.has_stream(call_id)
 
+    def first_audio_at(self, call_id: str) -> float | None:
+        """Loop time the last utterance's first frame was sent (turn latency), if one was."""
+        return self.voice.first_audio.get(call_id) if self.voice is not None else None
+
     async def say(self, call_id: str, text: str) -> str | None:
         session = self.media.sessions.get(call_id)
         if self.speaker is None or session is None or session.closed:

@@ -61,6 +61,8 @@ class StreamVoice:
         self.pacer = pacer
         self._playbacks: dict[str, Playback] = {}
         self._stt: dict[str, RealtimeTranscriber] = {}
+        self.first_audio: dict[str, float] = {}
+        """Per call: loop time of the first frame of the last utterance that reached the caller."""
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def _spawn(self, coro: Any) -> None:
@@ -111,6 +113,7 @@ class StreamVoice:
     async def detach(self, session: StreamSession) -> None:
         playback = self._playbacks.pop(session.call_id, None)
         stt = self._stt.pop(session.call_id, None)
+        self.first_audio.pop(session.call_id, None)
         if playback is not None:
             await playback.close()
         if stt is not None:
@@ -125,6 +128,8 @@ class StreamVoice:
             result = await playback.enqueue(text, self.tts.synthesize(text))
         except QueueFull:
             return None
+        if result.frames_sent:
+            self.first_audio[session.call_id] = result.first_sent_at
         if result.status == "failed":
             return None
         if result.status in ("cancelled", "skipped"):

@@ -58,6 +58,8 @@ class PlaybackResult:
     played_text: str
     error: str = ""
     """The synthesis failure (a safe message) for "failed" and failure-cut "partial" results."""
+    first_sent_at: float = field(default=0.0, compare=False)
+    """Loop time the first frame went to the stream (0.0 when none did)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -86,7 +88,7 @@ class Utterance:
     def resolve(self, status: Status, played_text: str | None = None) -> None:
         if not self.result.done():
             text = self.text if played_text is None else played_text
-            self.result.set_result(PlaybackResult(status, self.sent, text, self.error))
+            self.result.set_result(PlaybackResult(status, self.sent, text, self.error, self.first_sent_at))
 
 
 class Playback:
