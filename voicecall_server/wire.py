@@ -66,7 +66,9 @@ def call_to_pb(rec: CallRecord) -> pb.Call:
         total, wait = Duration(), Duration()
         total.FromMilliseconds(int(lat.total_ms))
         wait.FromMilliseconds(int(lat.listen_wait_ms))
-        call.turn_latencies.add(turn=lat.turn, total=total, listen_wait=wait)
+        entry = call.turn_latencies.add(turn=lat.turn, total=total, listen_wait=wait)
+        for stage, ms in lat.stages.items():
+            entry.stages[stage].FromMilliseconds(int(ms))
     return call
 
 

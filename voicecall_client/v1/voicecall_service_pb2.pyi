@@ -266,9 +266,31 @@ class TurnLatency(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class StagesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> _duration_pb2.Duration: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _duration_pb2.Duration | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     TURN_FIELD_NUMBER: _builtins.int
     TOTAL_FIELD_NUMBER: _builtins.int
     LISTEN_WAIT_FIELD_NUMBER: _builtins.int
+    STAGES_FIELD_NUMBER: _builtins.int
     turn: _builtins.int
     """turn is the 1-based turn number on the call."""
     @_builtins.property
@@ -279,16 +301,23 @@ class TurnLatency(_message.Message):
     def listen_wait(self) -> _duration_pb2.Duration:
         """listen_wait is from when listening started to the caller's final transcript."""
 
+    @_builtins.property
+    def stages(self) -> _containers.MessageMap[_builtins.str, _duration_pb2.Duration]:
+        """stages splits an auto-responded turn, each measured from the end of the caller's speech:
+        stt_final (final transcript), model (reply text), tts_first_byte, first_audio (first frame sent).
+        """
+
     def __init__(
         self,
         *,
         turn: _builtins.int = ...,
         total: _duration_pb2.Duration | None = ...,
         listen_wait: _duration_pb2.Duration | None = ...,
+        stages: _abc.Mapping[_builtins.str, _duration_pb2.Duration] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["listen_wait", b"listen_wait", "total", b"total"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["listen_wait", b"listen_wait", "total", b"total", "turn", b"turn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["listen_wait", b"listen_wait", "stages", b"stages", "total", b"total", "turn", b"turn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
