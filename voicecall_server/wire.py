@@ -66,9 +66,9 @@ def call_to_pb(rec: CallRecord) -> pb.Call:
         total, wait = Duration(), Duration()
         total.FromMilliseconds(int(lat.total_ms))
         wait.FromMilliseconds(int(lat.listen_wait_ms))
-        entry = call.turn_latencies.add(turn=lat.turn, total=total, listen_wait=wait)
+        turn = call.turn_latencies.add(turn=lat.turn, total=total, listen_wait=wait)
         for stage, ms in lat.stages.items():
-            entry.stages[stage].FromMilliseconds(int(ms))
+            turn.stages[stage].FromMilliseconds(int(ms))
     return call
 
 
