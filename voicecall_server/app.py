@@ -253,6 +253,7 @@ class Sidecar:
 
     # -- stop -----------------------------------------------------------------------------------
     async def stop(self) -> None:
+        self.manager.stop_accepting()
         await self.health.enter_graceful_shutdown()
         self.servicer.shutting_down.set()
         if self.grpc_server is not None:

@@ -79,6 +79,10 @@ class CallManager(ProviderEvents, Recovery):
         if self.settings.stale_call_reaper_s > 0:
             self._spawn(self._reaper())
 
+    def stop_accepting(self) -> None:
+        """Refuse new calls (SHUTTING_DOWN) while in-flight RPCs drain during shutdown."""
+        self._closing = True
+
     async def aclose(self) -> None:
         self._closing = True
         for handle in self._timers.values():

@@ -352,3 +352,18 @@ async def test_slow_tail_subscriber_is_cut_off_and_resumes(server: Running) -> N
     more = await collect(resumed, missing)
     resumed.cancel()
     assert [e.sequence for e in got + more] == [e.sequence for e in all_events]
+
+
+async def test_initiate_while_shutting_down_is_unavailable(tmp_path: Path) -> None:
+    running = await start(make_config(tmp_path / "s"))
+    try:
+        running.sidecar.manager.stop_accepting()  # what stop() does first, before gRPC drains
+        await expect_error(
+            running.stub.Initiate(pb.InitiateRequest(to_number=TO, message="Hi")),
+            grpc.StatusCode.UNAVAILABLE,
+            "SHUTTING_DOWN",
+        )
+        assert list((await running.stub.ListCalls(pb.ListCallsRequest())).calls) == []
+    finally:
+        running.sidecar.manager._closing = False
+        await running.close()
