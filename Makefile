@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 BUF    := node_modules/.bin/buf
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test ci lint fmt proto proto-check buf-lint buf-breaking typecheck bench soak clean install
+.PHONY: run test ci lint fmt proto proto-check buf-lint buf-breaking typecheck bench soak clean install docs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ buf-breaking: node_modules/.installed
 	@if git rev-parse -q --verify HEAD~1 >/dev/null && git cat-file -e HEAD~1:proto 2>/dev/null; then \
 		$(BUF) breaking --against '.git#ref=HEAD~1'; \
 	else echo "buf breaking: no earlier proto to compare with"; fi
+
+## docs: regenerate docs/configuration.md from the config schema
+docs: $(STAMP)
+	$(PY) scripts/config_reference.py
 
 proto: $(STAMP)
 	$(PY) scripts/genproto.py
