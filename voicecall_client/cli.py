@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from importlib.metadata import entry_points
 
 import grpc
 
@@ -98,7 +98,9 @@ def plugin_commands(
     taken = {c.name for c in builtin}
     seen: set[tuple[str, str]] = set()
     found: list[Command] = []
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (e.name, e.value)):
+    for ep in sorted(
+        importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (e.name, e.value)
+    ):
         # The same distribution visible twice on sys.path lists its entry points twice.
         if (ep.name, ep.value) in seen:
             continue
