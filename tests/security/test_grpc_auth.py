@@ -71,9 +71,9 @@ async def test_right_token_reaches_the_servicer(token_server: Running) -> None:
 
 async def test_tail_needs_the_token(token_server: Running) -> None:
     stub = token_server.stub
-    refused = stub.Tail(pb.TailRequest())
+    refused = stub.Tail(pb.TailRequest(), timeout=10)
     await expect_unauthenticated(refused.read())
-    wrong = stub.Tail(pb.TailRequest(), metadata=bearer("nope"))
+    wrong = stub.Tail(pb.TailRequest(), metadata=bearer("nope"), timeout=10)
     await expect_unauthenticated(wrong.read())
     resp = await stub.Initiate(
         pb.InitiateRequest(to_number=TO, message="hi", mode=pb.CALL_MODE_NOTIFY), metadata=bearer(TOKEN)
