@@ -1,0 +1,222 @@
+"""``make bench``: every target of the measurement issue, with peers, in one run (~6-8 minutes).
+
+The sidecar (and each peer) runs pinned to CPU 0, this driver to CPU 1. Prints a table, writes
+bench/results/bench-<time>.json (+ latest.json) and a PNG chart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+
+from voicecall_client.v1 import voicecall_service_pb2 as pb
+from voicecall_client.v1 import voicecall_service_pb2_grpc as pb_grpc
+
+from .grpc_load import initiate_throughput, status_at_rate, tail_fanout
+from .media_load import MediaRun
+from .peers import PeerTarget, ensure_peer_venv
+from .proc import SidecarProcess
+from .report import plot, print_report
+from .state_load import memory_per_live_call, restart_time, speech_latency
+from .voicecall_target import VoicecallTarget
+from .webhook_load import webhook_rate
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SERVER_CPU, DRIVER_CPU = "0", "1"
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    mem = ""
+    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
+        mem = f.readline().split(":", 1)[1].strip()
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory": mem,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+async def media_levels(kind: str, levels: list[int], tmp: Path, window: float) -> list[dict[str, Any]]:
+    out = []
+    misses = 0
+    for n in levels:
+        if misses >= 2:
+            break
+        work = tmp / f"{kind}-{n}"
+        if kind == "voicecall":
+            vc = VoicecallTarget(work, SERVER_CPU, tts_seconds=n / 100 + window + 10)
+            await vc.start(max_calls=max(levels) + 10)
+            try:
+                assert vc.sidecar is not None
+                res = await MediaRun(vc.open_stream, n, window_s=window, sidecar_pid=vc.sidecar.pid).run()
+                res["stt_audio_appends"] = vc.voice.stt_appends
+            finally:
+                await vc.aclose()
+        else:
+            peer = PeerTarget(kind, work, SERVER_CPU)
+            peer.start()
+            try:
+                res = await MediaRun(peer.open_stream, n, window_s=window, sidecar_pid=peer.pid).run()
+            finally:
+                peer.stop()
+        res["limited_by"] = _limiter(res)
+        print(
+            f"  {kind:9} N={n:4}: cpu {res['server_cpu_pct_core']:5.1f}% ({res['cpu_pct_per_stream']:.3f}%/stream)"
+            f"  p99 {res['interval_ms']['p99']} ms  loss {res['loss_pct']}%  {res['kb_per_stream']} KB/stream"
+            f"  held={res['held']}  [{res['limited_by']}]",
+            flush=True,
+        )
+        out.append(res)
+        misses += 0 if res["held"] else 1
+    return out
+
+
+def _limiter(res: dict[str, Any]) -> str:
+    if res["driver_cpu_pct_core"] >= 90 or res["driver_late_ticks"] > 5 * res["window_s"]:
+        return "driver"
+    if res["server_cpu_pct_core"] >= 90:
+        return "server CPU"
+    return "server pacing" if not res["held"] else "none"
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setaffinity(0, {int(DRIVER_CPU)})
+    result: dict[str, Any] = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine()}
+    tmp = Path(tempfile.mkdtemp(prefix="voicecall-bench-"))
+    began = time.monotonic()
+    if "media" in args.sections:
+        await media_section(args, result, tmp)
+    if "webhooks" in args.sections:
+        await webhook_section(args, result, tmp)
+    if "grpc" in args.sections:
+        await grpc_section(result, tmp)
+    if "state" in args.sections:
+        print("restart and memory", flush=True)
+        result["restart"] = restart_time(tmp / "restart", 10000, SERVER_CPU)
+        print(f"  restart: {result['restart']}", flush=True)
+        result["memory"] = await memory_per_live_call(tmp / "memory", 2000, SERVER_CPU)
+        print(f"  memory: {result['memory']}", flush=True)
+    result["seconds"] = round(time.monotonic() - began, 1)
+    return result
+
+
+async def media_section(args: argparse.Namespace, result: dict[str, Any], tmp: Path) -> None:
+    print("media plane (Twilio Media Streams, full pipeline: STT fake + paced TTS + marks)", flush=True)
+    result["media"] = {"voicecall": await media_levels("voicecall", args.levels, tmp, args.window)}
+    result["media"]["floor"] = await media_levels("floor", args.levels, tmp, args.window)
+    why = ensure_peer_venv(tmp / "peer-install.log") if not args.no_pipecat else "skipped (--no-pipecat)"
+    if why is None:
+        try:
+            result["media"]["pipecat"] = await media_levels("pipecat", args.pipecat_levels, tmp, args.window)
+        except Exception as exc:
+            why = f"pipecat peer failed: {type(exc).__name__}: {exc}"
+    if why:
+        print(f"  PIPECAT PEER NOT MEASURED: {why}", flush=True)
+        result["media"]["pipecat_error"] = why
+
+
+async def webhook_section(args: argparse.Namespace, result: dict[str, Any], tmp: Path) -> None:
+
+    print("speech start latency", flush=True)
+    vc = VoicecallTarget(tmp / "speech", SERVER_CPU, tts_seconds=2)
+    await vc.start()
+    try:
+        result["speech"] = await speech_latency(vc, 15)
+        print(f"  {result['speech']}", flush=True)
+        print("webhooks", flush=True)
+        call_sids: list[str] = []
+        async with aiohttp.ClientSession() as session:
+            for i in range(20):  # live inbound calls that the status callbacks then refer to
+                await vc.open_stream(session, 500000 + i)
+                call_sids.append(f"CA{500000 + i + 1:032x}")
+        assert vc.sidecar is not None
+        hooks = []
+        seq = 0
+        for rate in args.webhook_rates:
+            hooks.append(await webhook_rate(vc.webhook_url, call_sids, rate, 3.0, vc.sidecar.pid, seq))
+            seq += int(rate * 3.0)
+            print(f"  {rate}/s: {hooks[-1]}", flush=True)
+        result["webhooks"] = hooks
+    finally:
+        await vc.aclose()
+
+
+async def grpc_section(result: dict[str, Any], tmp: Path) -> None:
+    print("gRPC on mock", flush=True)
+    raw = {
+        "provider": "mock",
+        "maxConcurrentCalls": 100000,
+        "staleCallReaperSeconds": 0,
+        "outbound": {"notifyHangupDelaySec": 0},
+        "mock": {"answerAfterMs": 50},
+    }
+    sc = SidecarProcess(tmp / "grpc", raw, cpu=SERVER_CPU)
+    sc.start()
+    try:
+        result["grpc_initiate"] = await initiate_throughput(sc.grpc_target, 5.0, 64, sc.pid)
+        print(f"  initiate: {result['grpc_initiate']}", flush=True)
+        async with grpc.aio.insecure_channel(sc.grpc_target) as ch:
+            stub = pb_grpc.VoiceCallServiceStub(ch)
+            call_id = (await stub.Initiate(pb.InitiateRequest(to_number="+15551239876", message="x"))).call_id
+        result["grpc_status"] = await status_at_rate(sc.grpc_target, call_id, 1000, 4.0, sc.pid)
+        print(f"  status: {result['grpc_status']}", flush=True)
+    finally:
+        sc.stop()
+    sc = SidecarProcess(tmp / "tail", raw, cpu=SERVER_CPU)
+    sc.start()
+    try:
+        result["grpc_tail"] = await tail_fanout(sc.grpc_target, 1000, 10, sc.pid)
+        print(f"  tail: {result['grpc_tail']}", flush=True)
+    finally:
+        sc.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="voicecall benchmarks")
+    parser.add_argument(
+        "--levels", type=lambda s: [int(x) for x in s.split(",")], default=[20, 50, 100, 200, 400]
+    )
+    parser.add_argument(
+        "--pipecat-levels", type=lambda s: [int(x) for x in s.split(",")], default=[10, 20, 40]
+    )
+    parser.add_argument(
+        "--webhook-rates", type=lambda s: [int(x) for x in s.split(",")], default=[500, 1000, 1500, 2000]
+    )
+    parser.add_argument("--window", type=float, default=6.0, help="measured seconds per media level")
+    parser.add_argument("--no-pipecat", action="store_true")
+    parser.add_argument(
+        "--sections", type=lambda s: s.split(","), default=["media", "webhooks", "grpc", "state"]
+    )
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = RESULTS / f"bench-{stamp}.json"
+    text = json.dumps(result, indent=1)
+    path.write_text(text)
+    (RESULTS / "latest.json").write_text(text)
+    print_report(result)
+    print(f"\nJSON: {path}")
+    print(plot(result, RESULTS / f"bench-{stamp}.png"))
+
+
+if __name__ == "__main__":
+    main()
