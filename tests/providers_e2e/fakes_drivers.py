@@ -20,9 +20,13 @@ from voicecall_client.v1 import voicecall_service_pb2 as pb
 from ..e2e.harness import Running, start
 from ..providers.plivo.fakes import AUTH_ID as PLIVO_ID
 from ..providers.plivo.fakes import AUTH_TOKEN as PLIVO_TOKEN
+from ..providers.telnyx.fakes import API_KEY as TELNYX_KEY
+from ..providers.telnyx.fakes import CONNECTION_ID as TELNYX_CONNECTION
+from ..providers.telnyx.fakes import error_json as telnyx_error
 from ..providers.twilio.fakes import ACCOUNT_SID, AUTH_TOKEN, error_json
 from .conftest import self_public_config
 from .fakes_plivo import PlivoCarrier, plivo_carrier
+from .fakes_telnyx import TelnyxCarrier, telnyx_carrier
 from .fakes_twilio import TwilioCarrier, twilio_carrier
 
 FROM = "+15005550006"
@@ -197,8 +201,54 @@ class PlivoDriver:
         await self.carrier.flush()
 
 
-DRIVERS: dict[str, type[MockDriver] | type[TwilioDriver] | type[PlivoDriver]] = {
+# -- Telnyx -----------------------------------------------------------------------------------------
+class TelnyxDriver:
+    name = "telnyx"
+    carrier: TelnyxCarrier
+
+    async def start(self, tmp_path: Path, stack: AsyncExitStack) -> Running:
+        self.carrier = await stack.enter_async_context(telnyx_carrier())
+        cfg, public = self_public_config(
+            tmp_path / "s",
+            provider="telnyx",
+            fromNumber=FROM,
+            telnyx={
+                "apiKey": TELNYX_KEY,
+                "connectionId": TELNYX_CONNECTION,
+                "publicKey": self.carrier.public_key,
+                "baseUrl": self.carrier.base_url,
+            },
+        )
+        self.carrier.voice_url = public
+        running = await start(cfg)
+        stack.push_async_callback(running.close)
+        return running
+
+    async def ring(self, call: pb.Call) -> None:
+        await self.carrier.ring(call.provider_call_id)
+
+    async def answer(self, call: pb.Call) -> None:
+        posted = await self.carrier.answer(call.provider_call_id)
+        assert posted.status == 200, posted.text
+
+    async def wait_listening(self, call: pb.Call, turn: int) -> None:
+        await self.carrier.wait_commands(call.provider_call_id, "transcription_start", turn)
+
+    async def caller_says(self, call: pb.Call, text: str) -> None:
+        posted = await self.carrier.say(call.provider_call_id, text)
+        assert posted.status == 200, posted.text
+
+    def fail_next_dial(self, status: int) -> None:
+        code = {401: "10009", 429: "10011", 500: "10007"}[status]
+        self.carrier.script("POST", "/v2/calls", status, telnyx_error(code, "injected"))
+
+    async def settle(self) -> None:
+        await self.carrier.flush()
+
+
+DRIVERS: dict[str, type[MockDriver] | type[TwilioDriver] | type[PlivoDriver] | type[TelnyxDriver]] = {
     "mock": MockDriver,
     "twilio": TwilioDriver,
     "plivo": PlivoDriver,
+    "telnyx": TelnyxDriver,
 }
