@@ -275,6 +275,7 @@ COMMANDS: list[Command] = [
         _latency_args,
         _latency,
         description="Turn latency and listen wait (min, max, average, nearest-rank p50/p95) over the "
-        "most recent Continue turns.",
+        "most recent turns, and for auto-responded turns each stage from the end of the caller's "
+        "speech (stt_final, model, tts_first_byte, first_audio, spoken: count, p50, p95).",
     ),
 ]

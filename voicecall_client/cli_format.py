@@ -84,9 +84,36 @@ def summarize(samples_ms: Iterable[int]) -> dict[str, Any]:
     }
 
 
+# An auto-responded turn's stages in pipeline order, each from the end of the caller's speech.
+STAGE_ORDER = ("stt_final", "model", "tts_first_byte", "first_audio", "spoken")
+
+
+def stage_summaries(turns: Iterable[pb.TurnLatency]) -> dict[str, dict[str, Any]]:
+    """Per stage: how many turns reported it, and its p50 and p95 (ms); pipeline order first."""
+    samples: dict[str, list[int]] = {}
+    for turn in turns:
+        for stage, duration in turn.stages.items():
+            samples.setdefault(stage, []).append(duration_ms(duration))
+    known = [s for s in STAGE_ORDER if s in samples]
+    names = known + sorted(s for s in samples if s not in STAGE_ORDER)
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        values = sorted(samples[name])
+        out[name] = {
+            "count": len(values),
+            "p50Ms": nearest_rank(values, 50),
+            "p95Ms": nearest_rank(values, 95),
+        }
+    return out
+
+
 def latency_report(calls_scanned: int, turns: Sequence[pb.TurnLatency]) -> dict[str, Any]:
     return {
         "callsScanned": calls_scanned,
         "turnLatency": summarize(duration_ms(t.total) for t in turns if t.HasField("total")),
-        "listenWait": summarize(duration_ms(t.listen_wait) for t in turns if t.HasField("listen_wait")),
+        # An auto-responded turn (one with stages) never listened: its zero wait is no sample.
+        "listenWait": summarize(
+            duration_ms(t.listen_wait) for t in turns if t.HasField("listen_wait") and not t.stages
+        ),
+        "stages": stage_summaries(turns),
     }

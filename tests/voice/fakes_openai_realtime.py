@@ -49,6 +49,15 @@ class FakeRealtimeConnection:
             }
         )
 
+    async def speech_stopped(self, item_id: str, audio_end_ms: int = 0) -> None:
+        await self.send_event(
+            {
+                "type": "input_audio_buffer.speech_stopped",
+                "item_id": item_id,
+                "audio_end_ms": audio_end_ms,
+            }
+        )
+
     async def delta(self, item_id: str, text: str) -> None:
         await self.send_event(
             {

@@ -1,5 +1,10 @@
 """The streamed voice of a call: TTS into a per-call playback queue on the shared pacer, and the
 caller's audio into realtime speech recognition, whose speech-start interrupts playback (barge-in).
+
+It also keeps, per call, the loop times turn latency is measured with: when the caller's last
+utterance ended and its final transcript arrived (``caller_speech_end``), and when the last
+utterance's first TTS byte arrived and first frame was sent (``tts_first_byte_at``,
+``first_audio_at``).
 """
 
 from __future__ import annotations
@@ -7,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from providers.base import EventType, ProviderEvent
@@ -51,6 +57,16 @@ def tts_engine_from_config(config: Config) -> TtsEngine | None:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class CallerSpeechEnd:
+    """When (loop clock) the caller's last final utterance ended and its transcript arrived."""
+
+    text: str
+    ended_at: float
+    """Speech recognition's speech-stopped for it, or ``final_at`` when none was reported."""
+    final_at: float
+
+
 class StreamVoice:
     """Per-session playback and transcription, created when a stream starts."""
 
@@ -63,7 +79,28 @@ class StreamVoice:
         self._stt: dict[str, RealtimeTranscriber] = {}
         self.first_audio: dict[str, float] = {}
         """Per call: loop time of the first frame of the last utterance that reached the caller."""
+        self.tts_first_byte: dict[str, float] = {}
+        """Per call: loop time the last streamed utterance's first synthesised audio arrived."""
+        self.caller_speech: dict[str, CallerSpeechEnd] = {}
+        self._speech_stopped: dict[str, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    def first_audio_at(self, call_id: str) -> float | None:
+        return self.first_audio.get(call_id)
+
+    def tts_first_byte_at(self, call_id: str) -> float | None:
+        return self.tts_first_byte.get(call_id)
+
+    def caller_speech_end(self, call_id: str) -> CallerSpeechEnd | None:
+        return self.caller_speech.get(call_id)
+
+    def _final_heard(self, call_id: str, text: str) -> None:
+        now = asyncio.get_running_loop().time()
+        # The latest speech-stopped belongs to this final (or, when the caller spoke again quickly,
+        # to a later utterance, which only shortens stt_final); it is used up either way.
+        stopped = self._speech_stopped.pop(call_id, None)
+        ended = stopped if stopped is not None and stopped <= now else now
+        self.caller_speech[call_id] = CallerSpeechEnd(text, ended, now)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -91,6 +128,10 @@ class StreamVoice:
             )
             self._spawn(self.manager.handle_events([event]))
 
+        def final(text: str, confidence: float | None) -> None:
+            self._final_heard(call_id, text)
+            speech(text, True, confidence)
+
         def error(message: str) -> None:
             self._spawn(
                 self.manager.handle_events(
@@ -105,15 +146,17 @@ class StreamVoice:
             vad_threshold=st.vad_threshold,
             silence_duration_ms=st.silence_duration_ms,
             on_partial=lambda text: speech(text, False),
-            on_final=lambda text, conf: speech(text, True, conf),
+            on_final=final,
             on_speech_started=playback.barge_in,
+            on_speech_stopped=lambda at: self._speech_stopped.__setitem__(call_id, at),
             on_error=error,
         )
 
     async def detach(self, session: StreamSession) -> None:
         playback = self._playbacks.pop(session.call_id, None)
         stt = self._stt.pop(session.call_id, None)
-        self.first_audio.pop(session.call_id, None)
+        for timings in (self.first_audio, self.tts_first_byte, self.caller_speech, self._speech_stopped):
+            timings.pop(session.call_id, None)
         if playback is not None:
             await playback.close()
         if stt is not None:
@@ -124,12 +167,18 @@ class StreamVoice:
         playback = self._playbacks.get(session.call_id)
         if self.tts is None or playback is None:
             return None
+        call_id = session.call_id
+        # A reply the stream cannot play must not be timed by an earlier utterance's audio.
+        self.first_audio.pop(call_id, None)
+        self.tts_first_byte.pop(call_id, None)
         try:
             result = await playback.enqueue(text, self.tts.synthesize(text))
         except QueueFull:
             return None
         if result.frames_sent:
-            self.first_audio[session.call_id] = result.first_sent_at
+            self.first_audio[call_id] = result.first_sent_at
+            if result.first_byte_at:
+                self.tts_first_byte[call_id] = result.first_byte_at
         if result.status == "failed":
             return None
         if result.status in ("cancelled", "skipped"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from providers.base import EndReason
 
@@ -42,6 +42,19 @@ class FirstAudioProbe(Protocol):
     """Optional on ``manager.media``: when (loop clock) the last utterance's first frame went out."""
 
     def first_audio_at(self, call_id: str) -> float | None: ...
+
+
+class SpeechEnd(Protocol):
+    text: str
+    ended_at: float
+    final_at: float
+
+
+class TurnTimingProbe(FirstAudioProbe, Protocol):
+    """Optional on ``manager.media`` or its ``voice``: the rest of a streamed turn's loop times."""
+
+    def tts_first_byte_at(self, call_id: str) -> float | None: ...
+    def caller_speech_end(self, call_id: str) -> SpeechEnd | None: ...
 
 
 def record_turn_latency(
@@ -113,6 +126,7 @@ class AutoResponder:
         loop = asyncio.get_running_loop()
         heard = loop.time()
         call_id = rec.call_id
+        said = self._speech_end(call_id, text, heard)
         gate = self.gate(call_id)
         gen = gate.begin()
         try:
@@ -136,19 +150,56 @@ class AutoResponder:
                 return
             spoke = True
         if spoke:
-            self._record_latency(rec, heard, replied, loop.time())
+            self._record_latency(rec, said, heard, replied, loop.time())
         if reply.end_call and gate.is_current(gen) and not rec.terminal:
             try:
                 await self.manager.end(call_id, EndReason.HANGUP_BOT)
             except CallError as err:
                 log.info("call %s: ending after the reply failed: %s", call_id, err.message)
 
-    def _record_latency(self, rec: CallRecord, heard: float, replied: float, spoken: float) -> None:
-        stages = {"model": _ms(heard, replied), "spoken": _ms(heard, spoken)}
-        probe = getattr(self.manager.media, "first_audio_at", None)
-        first = probe(rec.call_id) if callable(probe) else None
-        if isinstance(first, float) and heard <= first <= spoken:
-            stages["first_audio"] = _ms(heard, first)
+    def _probe(self, name: str) -> Callable[[str], object] | None:
+        # Duck-typed: the media bridge, or the stream voice behind it, may offer each timing.
+        media = self.manager.media
+        for owner in (media, getattr(media, "voice", None)):
+            probe = getattr(owner, name, None)
+            if callable(probe):
+                return cast("Callable[[str], object]", probe)
+        return None
+
+    def _speech_end(self, call_id: str, text: str, heard: float) -> tuple[float, float] | None:
+        """(speech ended, final transcript arrived) for this turn's utterance, when the stream knows."""
+        probe = self._probe("caller_speech_end")
+        end = probe(call_id) if probe is not None else None
+        if end is None:
+            return None
+        ended, final = getattr(end, "ended_at", None), getattr(end, "final_at", None)
+        if getattr(end, "text", None) != text or not isinstance(ended, float) or not isinstance(final, float):
+            return None  # another utterance's timing (say, one a Continue took)
+        return (ended, final) if ended <= final <= heard else None
+
+    def _at(self, name: str, call_id: str, earliest: float, latest: float) -> float | None:
+        probe = self._probe(name)
+        at = probe(call_id) if probe is not None else None
+        # Outside the turn means it timed another utterance (the reply fell back to the provider).
+        return at if isinstance(at, float) and earliest <= at <= latest else None
+
+    def _record_latency(
+        self, rec: CallRecord, said: tuple[float, float] | None, heard: float, replied: float, spoken: float
+    ) -> None:
+        # Every stage counts from the end of the caller's speech; without a stream it is unknown and
+        # the turn's start stands in for it.
+        origin = said[0] if said is not None else heard
+        stages: dict[str, float] = {}
+        if said is not None:
+            stages["stt_final"] = _ms(origin, said[1])
+        stages["model"] = _ms(origin, replied)
+        first_byte = self._at("tts_first_byte_at", rec.call_id, replied, spoken)
+        first = self._at("first_audio_at", rec.call_id, replied, spoken)
+        if first_byte is not None and first is not None and first_byte <= first:
+            stages["tts_first_byte"] = _ms(origin, first_byte)
+        if first is not None:
+            stages["first_audio"] = _ms(origin, first)
+        stages["spoken"] = _ms(origin, spoken)
         total = stages.get("first_audio", stages["spoken"])
         record_turn_latency(self.manager, rec, total, stages)
 

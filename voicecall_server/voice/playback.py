@@ -60,6 +60,9 @@ class PlaybackResult:
     """The synthesis failure (a safe message) for "failed" and failure-cut "partial" results."""
     first_sent_at: float = field(default=0.0, compare=False)
     """Loop time the first frame went to the stream (0.0 when none did)."""
+    first_byte_at: float = field(default=0.0, compare=False)
+    """Loop time synthesis delivered its first audio (0.0 when it delivered none): the engine's own
+    first-byte time when its iterator reports one (``first_byte_at``), else the first chunk's."""
 
 
 @dataclass(eq=False, slots=True)
@@ -77,6 +80,7 @@ class Utterance:
     synth_done: bool = False
     error: str = ""
     first_sent_at: float = 0.0
+    first_chunk_at: float = 0.0
 
     def __await__(self) -> Generator[Any, None, PlaybackResult]:
         return asyncio.shield(self.result).__await__()
@@ -88,7 +92,16 @@ class Utterance:
     def resolve(self, status: Status, played_text: str | None = None) -> None:
         if not self.result.done():
             text = self.text if played_text is None else played_text
-            self.result.set_result(PlaybackResult(status, self.sent, text, self.error, self.first_sent_at))
+            self.result.set_result(
+                PlaybackResult(status, self.sent, text, self.error, self.first_sent_at, self.first_byte_at)
+            )
+
+    @property
+    def first_byte_at(self) -> float:
+        reported = getattr(self.audio, "first_byte_at", None)
+        if isinstance(reported, float) and self.first_chunk_at:
+            return min(reported, self.first_chunk_at)
+        return self.first_chunk_at
 
 
 class Playback:
@@ -199,6 +212,8 @@ class Playback:
         wake = self._handle.wake
         try:
             async for chunk in utt.audio:
+                if chunk and not utt.first_chunk_at:
+                    utt.first_chunk_at = self._loop.time()
                 frames = framer.push(chunk)
                 if frames:
                     utt.frames.extend(frames)

@@ -28,6 +28,7 @@ from openai.types.realtime import (
     ConversationItemInputAudioTranscriptionDeltaEvent,
     ConversationItemInputAudioTranscriptionFailedEvent,
     InputAudioBufferSpeechStartedEvent,
+    InputAudioBufferSpeechStoppedEvent,
     RealtimeErrorEvent,
     RealtimeServerEvent,
     SessionUpdatedEvent,
@@ -125,6 +126,7 @@ class RealtimeTranscriber:
         connect_timeout_s: float = 10,
         max_buffer_bytes: int = 8000 * 10,
         on_ready: Callable[[], None] | None = None,
+        on_speech_stopped: Callable[[float], None] | None = None,
     ) -> None:
         # base_url is the HTTP API base (https://api.openai.com/v1); the SDK derives ws(s)
         # from it. A ws(s):// value is taken as the websocket base as is.
@@ -145,6 +147,7 @@ class RealtimeTranscriber:
         self._on_speech_started = on_speech_started
         self._on_error = on_error
         self._on_ready = on_ready
+        self._on_speech_stopped = on_speech_stopped
         self._backoff = tuple(backoff)
         self._connect_timeout_s = connect_timeout_s
         self._max_buffer_bytes = max_buffer_bytes
@@ -322,6 +325,13 @@ class RealtimeTranscriber:
         ):
             self._partials.pop(event.item_id, None)
             self._call(self._on_speech_started)
+        elif kind == "input_audio_buffer.speech_stopped" and isinstance(
+            event, InputAudioBufferSpeechStoppedEvent
+        ):
+            if self._on_speech_stopped is not None:
+                # The loop time it arrived: the end of the caller's speech as turn latency counts it
+                # (server VAD sends it once silence_duration_ms of silence has passed).
+                self._call(self._on_speech_stopped, asyncio.get_running_loop().time())
         elif kind == "conversation.item.input_audio_transcription.delta" and isinstance(
             event, ConversationItemInputAudioTranscriptionDeltaEvent
         ):

@@ -1,15 +1,18 @@
 """Streaming text-to-speech for phone calls: OpenAI and ElevenLabs, 8 kHz μ-law out.
 
 Each engine yields μ-law bytes as the upstream response streams in, so the first frame can play
-while the rest is still being synthesised. Failures raise ``TtsError`` whose message is safe to log
+while the rest is still being synthesised. The iterator an engine returns is a ``Synthesis``: it
+also tells when the utterance's first audio byte arrived from upstream (turn latency's
+``tts_first_byte``). Failures raise ``TtsError`` whose message is safe to log
 and show: never the API key, never the provider's raw body.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -29,6 +32,37 @@ class TtsError(Exception):
         super().__init__(message)
         self.provider = provider
         self.status = status
+
+
+class Synthesis:
+    """One utterance's μ-law audio as it streams in, and when its first audio byte arrived.
+
+    An ``AsyncIterator[bytes]`` like any engine's output (``aclose`` closes the upstream request);
+    ``first_byte_at`` is the loop time the first non-empty upstream chunk arrived, None until then.
+    """
+
+    __slots__ = ("_chunks", "first_byte_at")
+
+    def __init__(self, stream: Callable[[Synthesis], AsyncGenerator[bytes, None]]) -> None:
+        self.first_byte_at: float | None = None
+        self._chunks = stream(self)
+
+    def __repr__(self) -> str:
+        return f"<Synthesis first_byte_at={self.first_byte_at}>"
+
+    def __aiter__(self) -> Synthesis:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return await anext(self._chunks)
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()
+
+    def received(self, chunk: bytes) -> None:
+        """Called by the engine for each upstream chunk; remembers the first one's arrival."""
+        if chunk and self.first_byte_at is None:
+            self.first_byte_at = asyncio.get_running_loop().time()
 
 
 class TtsEngine(Protocol):
@@ -83,13 +117,17 @@ class OpenAiTts:
     def __repr__(self) -> str:
         return f"OpenAiTts(model={self.model!r}, voice={self.voice!r})"
 
-    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+    def synthesize(self, text: str) -> Synthesis:
+        return Synthesis(lambda synthesis: self._stream(text, synthesis))
+
+    async def _stream(self, text: str, synthesis: Synthesis) -> AsyncGenerator[bytes, None]:
         conv = PcmToUlaw8k(OPENAI_PCM_RATE)
         try:
             async with self._client.audio.speech.with_streaming_response.create(
                 model=self.model, voice=self.voice, input=text, response_format="pcm"
             ) as response:
                 async for chunk in response.iter_bytes():
+                    synthesis.received(chunk)
                     frames = conv.push(chunk)
                     if frames:
                         yield b"".join(frames)
@@ -172,7 +210,10 @@ class ElevenLabsTts:
             body["apply_text_normalization"] = self.apply_text_normalization
         return body
 
-    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+    def synthesize(self, text: str) -> Synthesis:
+        return Synthesis(lambda synthesis: self._stream(text, synthesis))
+
+    async def _stream(self, text: str, synthesis: Synthesis) -> AsyncGenerator[bytes, None]:
         if self._session is None:
             # Created on first use: an aiohttp session belongs to a running loop.
             self._session = aiohttp.ClientSession(timeout=self._timeout)
@@ -189,6 +230,7 @@ class ElevenLabsTts:
                     await resp.release()
                     raise TtsError(_status_message(resp.status), provider=self.name, status=resp.status)
                 async for chunk in resp.content.iter_any():
+                    synthesis.received(chunk)
                     if conv is None:
                         yield chunk
                         continue
