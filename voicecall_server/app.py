@@ -104,10 +104,16 @@ class Sidecar:
         self.exposed: Exposed | None = None
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._interceptors: list[grpc.aio.ServerInterceptor] = []
+        self._security: tuple[list[grpc.aio.ServerInterceptor], grpc.ServerCredentials | None] = ([], None)
 
     # -- start ----------------------------------------------------------------------------------
     async def start(self) -> Ports:
         cfg = self.config
+        try:
+            # Refuse an unprotected non-loopback gRPC bind before anything starts.
+            self._security = build_grpc_security(cfg)
+        except ValueError as err:
+            raise StartupError(str(err)) from None
         app = web.Application(client_max_size=1024 * 1024)
         policy = ForwardingPolicy.from_settings(
             allowed_hosts=cfg.webhook_security.allowed_hosts,
@@ -218,7 +224,7 @@ class Sidecar:
 
     async def _start_grpc(self) -> int:
         cfg = self.config.grpc
-        security_interceptors, credentials = build_grpc_security(self.config)
+        security_interceptors, credentials = self._security
         server = grpc.aio.server(
             interceptors=[*self._interceptors, *security_interceptors], options=[("grpc.so_reuseport", 0)]
         )

@@ -14,7 +14,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from tests.e2e.harness import Running, collect, error_reason, make_config, start
 from voicecall_client.v1 import voicecall_service_pb2 as pb
 from voicecall_client.v1 import voicecall_service_pb2_grpc as pb_grpc
-from voicecall_server.app import Sidecar
+from voicecall_server.app import Sidecar, StartupError
 from voicecall_server.grpc_security import BearerTokenInterceptor, build_grpc_security, is_loopback_bind
 
 from .certs import SERVER_NAME, ca_with_leaves, self_signed_server
@@ -182,9 +182,10 @@ async def test_non_loopback_bind_without_token_or_tls_is_refused(tmp_path: Path)
     cfg = make_config(tmp_path / "s", grpc={"bind": "0.0.0.0"})
     sidecar = Sidecar(cfg)
     try:
-        with pytest.raises(ValueError, match=r"grpc\.bind is '0\.0\.0\.0'.*grpc\.authToken.*grpc\.tls"):
+        with pytest.raises(StartupError, match=r"grpc\.bind is '0\.0\.0\.0'.*grpc\.authToken.*grpc\.tls"):
             await sidecar.start()
         assert sidecar.grpc_server is None
+        assert sidecar.runner is None  # refused before anything listens
     finally:
         await sidecar.stop()
 
