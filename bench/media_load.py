@@ -130,7 +130,7 @@ class MediaRun:
                 )
 
     async def run(self, on_window: Callable[[str], None] | None = None) -> dict[str, Any]:
-        from .proc import cpu_seconds, rss_bytes
+        from .proc import cpu_busy_seconds, cpu_seconds, rss_bytes
 
         self._readers: list[asyncio.Task[None]] = []
         pid = self.sidecar_pid
@@ -149,9 +149,11 @@ class MediaRun:
             self.window = (t0, t0 + self.window_s)
             cpu0 = cpu_seconds(pid) if pid else 0.0
             me0 = _self_cpu()
+            busy0 = [cpu_busy_seconds(0), cpu_busy_seconds(1)]
             await asyncio.sleep(self.window_s)
             cpu1 = cpu_seconds(pid) if pid else 0.0
             me1 = _self_cpu()
+            busy1 = [cpu_busy_seconds(0), cpu_busy_seconds(1)]
             rss = rss_bytes(pid) if pid else 0
             stop.set()
             await ticker
@@ -171,7 +173,15 @@ class MediaRun:
             for task in self._readers:
                 task.cancel()
             await asyncio.gather(*self._readers, return_exceptions=True)
-        return self._summary(cpu1 - cpu0, me1 - me0, idle_rss, rss)
+        summary = self._summary(cpu1 - cpu0, me1 - me0, idle_rss, rss)
+        # Other processes on the machine (e.g. a test suite) show up as CPU 0 busy beyond the server.
+        foreign0 = (busy1[0] - busy0[0]) - (cpu1 - cpu0)
+        foreign1 = (busy1[1] - busy0[1]) - (me1 - me0)
+        summary["foreign_cpu_pct"] = [
+            round(100 * foreign0 / self.window_s, 1),
+            round(100 * foreign1 / self.window_s, 1),
+        ]
+        return summary
 
     def _summary(self, cpu: float, driver_cpu: float, idle_rss: int, rss: int) -> dict[str, Any]:
         n_ok = len(self.streams)

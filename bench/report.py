@@ -29,6 +29,8 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     media = result.get("media", {})
     vc = media.get("voicecall", [])
     at200 = _at(vc, 200)
+    if vc and not at200:
+        rows.append(("media: CPU per streamed call at 200", "<= 0.2 % of a core", "not measured", "MISSED"))
     if at200:
         rows.append(
             (
@@ -59,9 +61,16 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         )
     hooks = result.get("webhooks", [])
     if hooks:
-        best = max((h["achieved_per_s"] for h in hooks if h["ok"] == h["sent"]), default=0.0)
+        clean = [h["achieved_per_s"] for h in hooks if h["ok"] == h["sent"]]
+        best = max(clean, default=max(h["achieved_per_s"] for h in hooks))
+        note = "" if clean else " (non-200 answers at every rate)"
         rows.append(
-            ("webhooks: signed callbacks/s, one process", ">= 1500/s", f"{best}/s", _ok(best >= 1500))
+            (
+                "webhooks: signed callbacks/s, one process",
+                ">= 1500/s",
+                f"{best}/s{note}",
+                _ok(bool(clean) and best >= 1500),
+            )
         )
         at1000 = next((h for h in hooks if h["target_per_s"] == 1000), None)
         if at1000:
