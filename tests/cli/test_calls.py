@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -173,4 +176,46 @@ async def test_smoke_hangs_up_a_call_that_outlives_max_wait(
     # Hung up, not left ringing.
     assert summary["state"] in ("CALL_STATE_HANGUP_BOT", "CALL_STATE_COMPLETED")
     call = (await running.stub.Status(pb.StatusRequest(call_id=summary["callId"]))).call
+    assert provider(running).hangups == [call.provider_call_id]
+
+
+SAFETY_TIMEOUT = 60.0  # only guards against a hang; nothing is asserted about time
+
+
+@pytest.mark.parametrize("mock", [{"answerAfterMs": 600_000}])
+async def test_ctrl_c_during_smoke_hangs_up_the_call(running: Running) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICECALL_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "voicecall_client.cli",
+        "--server",
+        target(running),
+        "smoke",
+        "--to",
+        "+15551234567",
+        "--yes",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stderr is not None and proc.stdout is not None
+    seen: list[str] = []
+
+    async def until_following() -> None:
+        assert proc.stderr is not None
+        while not seen or not seen[-1].endswith(" state initiated"):
+            line = (await proc.stderr.readline()).decode()
+            assert line, f"smoke exited early: {seen!r}"
+            seen.append(line.rstrip("\n"))
+
+    await asyncio.wait_for(until_following(), SAFETY_TIMEOUT)
+    call_id = seen[0].split("placed call ")[1].split()[0]
+    proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(proc.communicate(), SAFETY_TIMEOUT)
+    assert proc.returncode == 130
+    assert out == b""
+    assert b"Traceback" not in err
+    call = (await running.stub.Status(pb.StatusRequest(call_id=call_id))).call
+    assert call.state == pb.CALL_STATE_HANGUP_BOT
     assert provider(running).hangups == [call.provider_call_id]
