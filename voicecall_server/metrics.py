@@ -1,13 +1,9 @@
-"""Prometheus metrics on the listener (``GET /metrics``).
+"""Prometheus metrics on the listener (``GET /metrics``), one ``CollectorRegistry`` per Sidecar.
 
-Every Sidecar gets its own ``CollectorRegistry``: no module-level state, so two sidecars in one
-process (the tests) never mix their figures. Most series are read on scrape from counters the
-components keep anyway (webhook outcomes, media rejections, the pacer), so the hot paths pay
-nothing for them; the call counters and turn latencies come from a task that follows the event
-bus, and RPC latency from a gRPC server interceptor.
-
-Access: loopback peers only, unless ``metrics.authToken`` is set (then ``Authorization: Bearer``
-from anywhere, compared in constant time). ``metrics.enabled: false`` adds no route at all.
+Most series are read on scrape from counters the components keep anyway (webhook outcomes, media
+rejections, the pacer), so hot paths pay nothing; call counters and turn latencies follow the event
+bus; RPC latency comes from a gRPC server interceptor. Access: loopback peers only, unless
+``metrics.authToken`` is set (then ``Authorization: Bearer``); ``metrics.enabled: false`` = no route.
 """
 
 from __future__ import annotations
@@ -15,14 +11,20 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import grpc
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -32,7 +34,6 @@ from .domain import CallEvent, CallRecord, EventKind
 if TYPE_CHECKING:
     from .app import Sidecar
 
-log = logging.getLogger("voicecall.metrics")
 
 RPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 TURN_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 60.0)
@@ -73,6 +74,11 @@ class SidecarCollector(Collector):
         subs = GaugeMetricFamily("voicecall_tail_subscribers", "Live Tail subscribers on the event bus.")
         subs.add_metric([], sc.bus.subscriber_count)
         yield subs
+        tasks = GaugeMetricFamily(
+            "voicecall_asyncio_tasks", "Tasks alive on the event loop (a leak grows it)."
+        )
+        tasks.add_metric([], len(asyncio.all_tasks()))
+        yield tasks
 
     def _media(self, provider: str) -> Iterable[Metric]:
         sc = self.sidecar
@@ -91,17 +97,17 @@ class SidecarCollector(Collector):
         pacer = sc.pacer
         if pacer is None:
             return
-        counters = (
+        for name, doc, value in (
             ("voicecall_media_frames_sent", "20 ms audio frames sent to media streams.", pacer.frames_sent),
             ("voicecall_media_pacer_ticks", "Ticks of the shared 20 ms pacing clock.", pacer.ticks),
             (
                 "voicecall_media_pacer_late_ticks",
-                "Pacer wake-ups that found more than one tick due (frames sent late, back to back).",
+                "Pacer wake-ups with several ticks due (frames late).",
                 pacer.late_ticks,
             ),
             (
                 "voicecall_media_pacer_dropped_ticks",
-                "Ticks skipped after a stall longer than the catch-up bound (audio delayed).",
+                "Ticks skipped after a long stall (audio delayed).",
                 pacer.dropped_ticks,
             ),
             (
@@ -109,12 +115,11 @@ class SidecarCollector(Collector):
                 "Media channels dropped after a pacing error.",
                 pacer.channel_errors,
             ),
-        )
-        for name, doc, value in counters:
+        ):
             fam = CounterMetricFamily(name, doc)
             fam.add_metric([], value)
             yield fam
-        gauges: tuple[tuple[str, str, float], ...] = (
+        for name, doc, level in (
             (
                 "voicecall_media_pacer_max_lag_seconds",
                 "Largest pacer wake-up lag seen.",
@@ -122,8 +127,7 @@ class SidecarCollector(Collector):
             ),
             ("voicecall_media_channels", "Media channels registered with the pacer.", pacer.channels),
             ("voicecall_media_active_channels", "Media channels with audio queued.", pacer.active_channels),
-        )
-        for name, doc, level in gauges:
+        ):
             g = GaugeMetricFamily(name, doc)
             g.add_metric([], level)
             yield g
@@ -367,6 +371,7 @@ def install_metrics(app: web.Application, sidecar: Sidecar) -> list[grpc.aio.Ser
         return []
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SidecarCollector(sidecar))
+    ProcessCollector(registry=registry)  # process_resident_memory_bytes, process_open_fds, CPU seconds
     calls = CallEvents(sidecar, registry)
     rpc = RpcMetrics(registry)
     token = settings.auth_token
