@@ -281,3 +281,53 @@ async def test_two_calls_on_one_running_pacer() -> None:
         for pb in pbs:
             await pb.close()
         await pacer.aclose()
+
+
+class ReportingAudio(ScriptedAudio):
+    """An engine's iterator that knows when its upstream's first byte came (like ``Synthesis``)."""
+
+    first_byte_at: float | None = None
+
+
+async def test_result_times_first_byte_then_first_frame(setup: tuple[Playback, FakeSink, Pacer]) -> None:
+    pb, _, _ = setup
+    loop = asyncio.get_running_loop()
+    audio = ScriptedAudio()
+    queued = loop.time()
+    utt = pb.enqueue("hello", audio)
+    audio.feed(frames(1, 1)[:100])  # less than a frame: audio arrived, nothing to send yet
+    await settle(lambda: audio.drained and audio.started)
+    assert ticks(pb, 1) == 0
+    audio.feed(frames(1, 1))
+    audio.end()
+    await settle(lambda: audio.drained)
+    assert ticks(pb, 3) == 2
+    pb.on_mark_echo(utt.mark)
+    res = await result(utt)
+    assert res.status == "played"
+    assert queued <= res.first_byte_at <= res.first_sent_at <= loop.time()
+
+
+async def test_result_prefers_the_engines_own_first_byte_time(
+    setup: tuple[Playback, FakeSink, Pacer],
+) -> None:
+    pb, _, _ = setup
+    audio = ReportingAudio(frames(2), end=True)
+    # The HTTP response's first byte, well before the engine yielded any audio.
+    reported = audio.first_byte_at = asyncio.get_running_loop().time() - 1.0
+    utt = pb.enqueue("hello", audio)
+    await settle(lambda: audio.drained)
+    assert ticks(pb, 3) == 2
+    pb.on_mark_echo(utt.mark)
+    assert (await result(utt)).first_byte_at == reported
+
+
+async def test_audio_that_never_came_has_no_first_byte(setup: tuple[Playback, FakeSink, Pacer]) -> None:
+    pb, _, _ = setup
+    audio = ScriptedAudio()
+    audio.fail(TtsError("TTS service unreachable", provider="openai"))
+    utt = pb.enqueue("hello", audio)
+    await settle(lambda: audio.drained)
+    ticks(pb, 1)
+    res = await result(utt)
+    assert res.status == "failed" and res.first_byte_at == 0.0 and res.first_sent_at == 0.0

@@ -407,3 +407,42 @@ async def test_failing_callback_does_not_break_the_session(
     await eventually(lambda: rec.events != [])
     assert rec.events == [("final", "hi", None)]
     assert stt.ready
+
+
+async def test_speech_stopped_is_reported_with_its_loop_time_before_the_final(
+    fake: FakeRealtimeServer, make: tuple[Factory, Recorder]
+) -> None:
+    factory, rec = make
+    stopped: list[float] = []
+
+    def on_stopped(at: float) -> None:
+        stopped.append(at)
+        rec.events.append(("speech_stopped",))
+
+    stt = factory(on_speech_stopped=on_stopped)
+    await stt.start()
+    conn = fake.connections[0]
+    loop = asyncio.get_running_loop()
+    before = loop.time()
+    await conn.speech_started("item_1")
+    await conn.speech_stopped("item_1", audio_end_ms=1200)
+    await conn.completed("item_1", "Hello.")
+    await eventually(lambda: len(rec.events) == 3)
+    assert rec.events == [("speech_started",), ("speech_stopped",), ("final", "Hello.", None)]
+    (at,) = stopped
+    assert before <= at <= loop.time(), "the stop is stamped on the event loop's clock"
+
+
+async def test_speech_stopped_without_a_callback_changes_nothing(
+    fake: FakeRealtimeServer, make: tuple[Factory, Recorder]
+) -> None:
+    factory, rec = make
+    stt = factory()  # the callback is optional: existing callers pass none
+    await stt.start()
+    conn = fake.connections[0]
+    await conn.speech_started("item_1")
+    await conn.speech_stopped("item_1")
+    await conn.completed("item_1", "Still here.")
+    await eventually(lambda: len(rec.events) == 2)
+    assert rec.events == [("speech_started",), ("final", "Still here.", None)]
+    assert stt.ready and rec.errors == []

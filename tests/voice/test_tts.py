@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from voicecall_server.voice.audio import FRAME_BYTES, ulaw_to_pcm16
-from voicecall_server.voice.tts import ElevenLabsTts, OpenAiTts, TtsError, build_tts_engine
+from voicecall_server.voice.tts import ElevenLabsTts, OpenAiTts, Synthesis, TtsError, build_tts_engine
 
 from .fakes_tts import ELEVEN_KEY, OPENAI_KEY, FakeTtsServer
 
@@ -203,3 +203,60 @@ async def test_build_tts_engine() -> None:
         build_tts_engine("openai")
     with pytest.raises(ValueError, match="unknown TTS provider"):
         build_tts_engine("typecast")
+
+
+def _engine(name: str, url: str) -> OpenAiTts | ElevenLabsTts:
+    if name == "openai":
+        return OpenAiTts(OPENAI_KEY, base_url=url + "/v1")
+    return ElevenLabsTts(ELEVEN_KEY, "voice123", base_url=url)
+
+
+@pytest.mark.parametrize("name", ["openai", "elevenlabs"])
+async def test_synthesis_reports_when_its_first_audio_byte_arrived(name: str) -> None:
+    # OpenAI's chunks are smaller than a frame: the first byte arrives before any audio is yielded.
+    chunks = split(pcm_tone(24000, 0.2), 100) if name == "openai" else split(bytes(range(256)) * 4, 100)
+    loop = asyncio.get_running_loop()
+    async with FakeTtsServer(chunks=chunks, hold_last=True) as fake:
+        engine = _engine(name, fake.url)
+        try:
+            synthesis = engine.synthesize("Hello there")
+            assert isinstance(synthesis, Synthesis)
+            assert synthesis.first_byte_at is None, "nothing is requested before the first read"
+            asked = loop.time()
+            first = await asyncio.wait_for(anext(synthesis), GUARD_S)
+            yielded = loop.time()
+            assert first and not fake.last_sent
+            first_byte = synthesis.first_byte_at
+            assert first_byte is not None and asked <= first_byte <= yielded
+            fake.release.set()
+            await asyncio.wait_for(collect(synthesis), GUARD_S)
+            assert synthesis.first_byte_at == first_byte, "only the first chunk counts"
+        finally:
+            await engine.aclose()
+
+
+@pytest.mark.parametrize("name", ["openai", "elevenlabs"])
+async def test_a_refused_synthesis_has_no_first_byte(name: str) -> None:
+    async with FakeTtsServer(status=500) as fake:
+        engine = _engine(name, fake.url)
+        try:
+            synthesis = engine.synthesize("hi")
+            with pytest.raises(TtsError):
+                await asyncio.wait_for(collect(synthesis), GUARD_S)
+            assert isinstance(synthesis, Synthesis) and synthesis.first_byte_at is None
+        finally:
+            await engine.aclose()
+
+
+async def test_closing_a_synthesis_early_closes_its_request() -> None:
+    async with FakeTtsServer(chunks=split(pcm_tone(24000, 0.5), 4800), hold_last=True) as fake:
+        engine = OpenAiTts(OPENAI_KEY, base_url=fake.url + "/v1")
+        try:
+            synthesis = engine.synthesize("hi")
+            assert await asyncio.wait_for(anext(synthesis), GUARD_S)
+            await synthesis.aclose()
+            with pytest.raises(StopAsyncIteration):
+                await anext(synthesis)
+            assert not fake.last_sent
+        finally:
+            await engine.aclose()

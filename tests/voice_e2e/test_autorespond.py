@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -188,6 +190,113 @@ async def test_first_audio_from_the_media_bridge_is_the_turn_latency() -> None:
     assert set(latency.stages) == {"model", "first_audio", "spoken"}
     assert latency.total_ms == latency.stages["first_audio"]
     assert latency.stages["model"] <= latency.stages["first_audio"] <= latency.stages["spoken"]
+
+
+@dataclass(frozen=True)
+class SpeechEnd:
+    text: str
+    ended_at: float
+    final_at: float
+
+
+class Voice:
+    """The stream voice's timings, as ``StreamVoice`` offers them behind the media bridge."""
+
+    def __init__(self) -> None:
+        self.speech: SpeechEnd | None = None
+        self.first_byte: float | None = None
+
+    def caller_speech_end(self, call_id: str) -> SpeechEnd | None:
+        return self.speech
+
+    def tts_first_byte_at(self, call_id: str) -> float | None:
+        return self.first_byte
+
+
+class StreamMedia(Media):
+    """A media bridge whose speak plays on a stream: the first byte comes, then the first frame."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.voice = Voice()
+
+
+class StreamedManager(Manager):
+    stream_plays = True
+    """False: the reply fell back to the provider's own voice and the stream played nothing."""
+
+    async def speak(self, call_id: str, text: str) -> CallRecord:
+        assert isinstance(self.media, StreamMedia)
+        loop = asyncio.get_running_loop()
+        if self.stream_plays:
+            self.media.voice.first_byte = loop.time()
+            await asyncio.sleep(0)
+            self.media.first = loop.time()
+        await asyncio.sleep(0)
+        self.spoken.append(text)
+        return self.rec
+
+
+def streamed(text: str, answer: str) -> tuple[AutoResponder, StreamedManager, Replies]:
+    manager = StreamedManager(record())
+    manager.media = media = StreamMedia()
+    replies = Replies()
+    replies.answers[text] = Reply(answer, False)
+    caller(manager.rec, text)
+    now = asyncio.get_running_loop().time()
+    media.voice.speech = SpeechEnd(text, ended_at=now - 0.5, final_at=now - 0.2)
+    return AutoResponder(cast(CallManager, manager), replies), manager, replies
+
+
+STAGES = ["stt_final", "model", "tts_first_byte", "first_audio", "spoken"]
+
+
+async def test_a_streamed_turn_is_split_into_ordered_stages_from_the_end_of_speech() -> None:
+    auto, manager, _ = streamed("Opening hours?", "Nine to five.")
+    await auto.on_turn(manager.rec, "Opening hours?")
+    assert manager.spoken == ["Nine to five."]
+    (latency,) = manager.rec.turn_latencies
+    assert list(latency.stages) == STAGES
+    values = [latency.stages[s] for s in STAGES]
+    assert values == sorted(values)
+    assert latency.stages["stt_final"] == 300.0, "speech ended 0.5 s before, its final came 0.2 s before"
+    assert latency.stages["model"] >= 500.0, "measured from the end of speech, not from the turn's start"
+    assert latency.total_ms == latency.stages["first_audio"]
+
+
+async def test_without_a_speech_stop_the_turn_counts_from_its_final_transcript() -> None:
+    auto, manager, _ = streamed("hi", "Hello.")
+    media = manager.media
+    assert isinstance(media, StreamMedia) and media.voice.speech is not None
+    final = media.voice.speech.final_at
+    media.voice.speech = SpeechEnd("hi", ended_at=final, final_at=final)  # what StreamVoice records then
+    await auto.on_turn(manager.rec, "hi")
+    (latency,) = manager.rec.turn_latencies
+    assert latency.stages["stt_final"] == 0.0
+    assert list(latency.stages) == STAGES
+
+
+async def test_speech_timing_of_another_utterance_is_not_used() -> None:
+    auto, manager, _ = streamed("first", "Answer.")
+    media = manager.media
+    assert isinstance(media, StreamMedia) and media.voice.speech is not None
+    media.voice.speech = dataclasses.replace(media.voice.speech, text="something a Continue took")
+    await auto.on_turn(manager.rec, "first")
+    (latency,) = manager.rec.turn_latencies
+    assert list(latency.stages) == ["model", "tts_first_byte", "first_audio", "spoken"]
+
+
+async def test_audio_timings_from_before_the_reply_are_ignored() -> None:
+    auto, manager, _ = streamed("hi", "Hello.")
+    media = manager.media
+    assert isinstance(media, StreamMedia)
+    # The stream's timings are an earlier utterance's; this reply is spoken by the provider.
+    media.voice.first_byte = media.first = asyncio.get_running_loop().time() - 1.0
+    manager.stream_plays = False
+    await auto.on_turn(manager.rec, "hi")
+    (latency,) = manager.rec.turn_latencies
+    assert list(latency.stages) == ["stt_final", "model", "spoken"]
+    assert latency.total_ms == latency.stages["spoken"]
 
 
 async def test_close_cancels_a_running_turn_and_closes_the_client() -> None:

@@ -141,16 +141,43 @@ async def inbound_webhook(http: aiohttp.ClientSession, running: Running) -> ET.E
 
 
 async def caller_says(
-    client: TwilioStreamClient, stt: FakeRealtimeConnection, audio: bytes, item: str, transcript: str
+    client: TwilioStreamClient,
+    stt: FakeRealtimeConnection,
+    audio: bytes,
+    item: str,
+    transcript: str,
+    *,
+    stopped: bool = True,
 ) -> None:
-    """The caller speaks: audio on the stream; once the STT service has it all, VAD and transcript."""
+    """The caller speaks: audio on the stream; once the STT service has it all, VAD and transcript.
+
+    ``stopped=False`` leaves out VAD's speech_stopped: latency then counts from the final transcript.
+    """
     before = len(stt.audio)
     await client.send_audio(audio)
     await eventually(lambda: len(stt.audio) >= before + len(audio))
     assert audio in bytes(stt.audio[before:]), "the caller's audio reached STT unchanged"
     await stt.speech_started(item, audio_start_ms=before // 8)
     await stt.delta(item, transcript.split()[0])
+    if stopped:
+        await stt.speech_stopped(item, audio_end_ms=(before + len(audio)) // 8)
     await stt.completed(item, transcript)
+
+
+STAGES = ["stt_final", "model", "tts_first_byte", "first_audio", "spoken"]
+
+
+def stage_ms(turn: pb.TurnLatency) -> dict[str, int]:
+    return {name: d.ToMilliseconds() for name, d in turn.stages.items()}
+
+
+def assert_turn_stages(turn: pb.TurnLatency) -> None:
+    """Every stage of a streamed auto-responded turn, in pipeline order; total is the first frame."""
+    stages = stage_ms(turn)
+    assert sorted(stages) == sorted(STAGES), stages
+    ordered = [stages[name] for name in STAGES]
+    assert ordered == sorted(ordered), stages
+    assert turn.total.ToMilliseconds() == stages["first_audio"] > 0
 
 
 async def test_inbound_conversation_with_greeting_answer_barge_in_and_hang_up(
@@ -234,7 +261,7 @@ async def run_conversation(
 
     # 5. A long answer starts; the caller talks over it: speech start -> `clear` on the stream.
     start = len(client.received)
-    await caller_says(client, stt, booking, "item_2", BOOKING)
+    await caller_says(client, stt, booking, "item_2", BOOKING, stopped=False)
     await client.wait_for(lambda: len(client.frames(start)) >= HEARD_BEFORE_BARGE_IN)
     await client.send_audio(never_mind)
     await eventually(lambda: never_mind in bytes(stt.audio))
@@ -260,6 +287,7 @@ async def run_conversation(
     assert partial in possible, (partial, heard_frames)
 
     # 6. The caller says goodbye; the model says goodbye too and hangs up.
+    await stt.speech_stopped("item_3", audio_end_ms=len(stt.audio) // 8)
     await stt.completed("item_3", NEVER_MIND)
     call = await call_when(sidecar, call_id, lambda c: c.state == pb.CALL_STATE_HANGUP_BOT)
     assert call.end_reason == pb.END_REASON_HANGUP_BOT
@@ -281,10 +309,12 @@ async def run_conversation(
         ("SPEAKER_CALLER", NEVER_MIND),
         ("SPEAKER_BOT", GOODBYE),
     ]
+    # 8. Each answer's latency, from the end of the caller's speech to its first frame, by stage.
     assert [t.turn for t in call.turn_latencies] == [1, 2, 3]
-    assert all(t.total.ToMilliseconds() > 0 for t in call.turn_latencies)
-    record = sidecar.sidecar.manager.get(call.call_id)
-    assert all("first_audio" in t.stages for t in record.turn_latencies)
+    for turn in call.turn_latencies:
+        assert_turn_stages(turn)
+    # The booking came without VAD's speech_stopped: it counts from its final transcript.
+    assert stage_ms(call.turn_latencies[1])["stt_final"] == 0
     await client.stop()
 
 

@@ -329,8 +329,7 @@ class RealtimeTranscriber:
             event, InputAudioBufferSpeechStoppedEvent
         ):
             if self._on_speech_stopped is not None:
-                # The loop time it arrived: the end of the caller's speech as turn latency counts it
-                # (server VAD sends it once silence_duration_ms of silence has passed).
+                # Stamped on arrival (loop clock): server VAD sends it after silence_duration_ms.
                 self._call(self._on_speech_stopped, asyncio.get_running_loop().time())
         elif kind == "conversation.item.input_audio_transcription.delta" and isinstance(
             event, ConversationItemInputAudioTranscriptionDeltaEvent
