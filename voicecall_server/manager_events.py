@@ -240,8 +240,18 @@ class ProviderEvents:
         if self._reply_speaks(rec):
             return  # the webhook reply carries it (see _view)
         if self._stream_url(rec) is not None:
+            if rec.direction is Direction.OUTBOUND and hasattr(self.provider, "start_stream"):
+                # Providers that dial without a stream (Telnyx) are asked for one once answered.
+                self._spawn(self._start_stream(rec))
             return  # spoken once the media stream is up (the media bridge calls deliver_initial_message)
         self._spawn(self.deliver_initial_message(rec.call_id))
+
+    async def _start_stream(self, rec: CallRecord) -> None:
+        try:
+            await self.provider.start_stream(self.ref(rec, with_stream=True))  # type: ignore[attr-defined]
+        except ProviderError as err:
+            log.warning("starting the media stream of call %s failed: %s", rec.call_id, err.message)
+            await self.deliver_initial_message(rec.call_id)  # the provider's own voice, then
 
     def _speech(self, rec: CallRecord, ch: Changes, ev: ProviderEvent) -> None:
         text = ev.text.strip()

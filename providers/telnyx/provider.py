@@ -130,6 +130,21 @@ class TelnyxProvider:
         actions = self._actions()
         await self.rest.run("answer the call", lambda: actions.answer(ccid, **params))
 
+    async def start_stream(self, ref: CallRef) -> None:
+        """Open a bidirectional media stream on an answered call: an outbound dial carries none."""
+        if not ref.stream_url:
+            return
+        ccid = self._ccid(ref, "stream the call")
+        params: dict[str, Any] = {
+            "stream_url": stream_url_with_token(ref.stream_url, ref.stream_token),
+            "stream_track": "inbound_track",
+            "stream_bidirectional_mode": "rtp",
+            "stream_bidirectional_codec": "PCMU",
+            "command_id": _command_id(),
+        }
+        actions = self._actions()
+        await self.rest.run("stream the call", lambda: actions.start_streaming(ccid, **params))
+
     async def hangup(self, ref: CallRef) -> None:
         if not ref.provider_call_id:
             return
