@@ -165,9 +165,14 @@ class CrashRun:
             )
         store = Store(self.store_dir)
         try:
-            pids = [c.provider_call_id for c in store.list_calls(live_only=False, limit=10**7, before=None)]
+            calls = store.list_calls(live_only=False, limit=10**7, before=None)
         finally:
             store.close()
+        pids = [c.provider_call_id for c in calls]
+        # Killed between the commit and the dial: the restart must end it, never dial it late.
+        stuck = [c.call_id for c in calls if not c.provider_call_id and not c.terminal]
+        if stuck:
+            self.report.violations.append(f"{len(stuck)} undialed calls left live after restart: {stuck[:3]}")
         dialed = [p for p in pids if p]
         self.report.never_dialed = len(pids) - len(dialed)
         if len(set(dialed)) != len(dialed):
