@@ -20,7 +20,7 @@ from providers.base import EventType, ProviderEvent
 from ..manager import CallManager
 from ..voice.pacer import Pacer
 from ..voice.playback import Playback, QueueFull
-from ..voice.stt import RealtimeTranscriber
+from ..voice.stt import RealtimeTranscriber, realtime_client
 from ..voice.tts import TtsEngine, build_tts_engine
 from .server import StreamSession
 
@@ -77,6 +77,8 @@ class StreamVoice:
         self.pacer = pacer
         self._playbacks: dict[str, Playback] = {}
         self._stt: dict[str, RealtimeTranscriber] = {}
+        self._stt_client: Any = None
+        """One realtime SDK client for every call's transcriber (built on first use)."""
         self.first_audio: dict[str, float] = {}
         """Per call: loop time of the first frame of the last utterance that reached the caller."""
         self.tts_first_byte: dict[str, float] = {}
@@ -139,7 +141,10 @@ class StreamVoice:
                 )
             )
 
+        if self._stt_client is None:
+            self._stt_client = realtime_client(key, st.openai_base_url or self.config.openai.base_url)
         return RealtimeTranscriber(
+            client=self._stt_client,
             api_key=key,
             model=st.stt_model,
             base_url=st.openai_base_url or self.config.openai.base_url,
@@ -197,3 +202,5 @@ class StreamVoice:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.tts is not None:
             await self.tts.aclose()
+        if self._stt_client is not None:
+            await self._stt_client.close()
