@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -98,7 +99,12 @@ async def test_webhook_outcomes_and_tail_streams_are_counted(server: Running) ->
     with pytest.raises(grpc.aio.AioRpcError):
         async for _ in tail:
             pass
-    _, text = await scrape(server)
+    # The server records a stream's end just after the client has its status: wait for it.
+    for _ in range(100):
+        _, text = await scrape(server)
+        if sample(text, "voicecall_rpc_streams_total", method="Tail", code="NOT_FOUND") is not None:
+            break
+        await asyncio.sleep(0.02)
     assert sample(text, "voicecall_webhooks_total", provider="mock", outcome="malformed") == 1
     assert sample(text, "voicecall_webhooks_total", provider="mock", outcome="method") == 1
     assert sample(text, "voicecall_webhooks_total", provider="mock", outcome="accepted") == 1
