@@ -13,10 +13,12 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import openai
-from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+if TYPE_CHECKING:
+    # The SDK loads with the first Responder, so a sidecar without auto-responses never pays for it.
+    import openai
+    from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +183,8 @@ class Responder:
             if base_url is None:
                 raise ResponderError("no API key for the response model (set OPENAI_API_KEY)")
             key = "unused"  # local OpenAI-compatible servers often need no key
+        from openai import AsyncOpenAI
+
         # No SDK retries: on a live call a late answer is worse than a quick, logged failure.
         self._client = AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout_s, max_retries=0)
         self._model = model
@@ -196,6 +200,8 @@ class Responder:
         self, *, transcript: Sequence[tuple[str, str]], caller_number: str, call_id: str
     ) -> Reply:
         """Ask the model for the next line. Raises ResponderError on timeout or API failure."""
+        import openai
+
         prompt = self._system_prompt or default_system_prompt(caller_number)
         messages = build_messages(prompt, transcript)
         try:
@@ -217,6 +223,8 @@ class Responder:
         return result
 
     async def _create(self, messages: list[ChatCompletionMessageParam]) -> ChatCompletion:
+        import openai
+
         if not self._use_completion_tokens:
             try:
                 return await self._client.chat.completions.create(
@@ -237,6 +245,8 @@ class Responder:
 
 
 def _safe_error(exc: openai.OpenAIError) -> str:
+    import openai
+
     # Provider bodies can echo request data; only the status reaches messages.
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
         return f"response model rejected the credentials (HTTP {exc.status_code})"
