@@ -1,17 +1,28 @@
-"""``voicecall-server``: run the sidecar, or validate a config with --check-config."""
+"""``voicecall-server``: run the sidecar, or validate a config with --check-config.
+
+Logs go to stderr as text or, with ``--log-format json`` / ``logging.format: "json"``, one JSON
+object per line (see ``logs.py``). uvloop is optional (``pip install uvloop``): it runs the event
+loop when ``VOICECALL_UVLOOP=1`` (or a ``uvloop: true`` config key) and it is importable; otherwise
+the standard asyncio loop runs. The loop in use is logged at debug level.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable, Mapping
 
 from .app import StartupError, serve
 from .config import ConfigError, load_config, redacted
+from .logs import configure_logging
+
+log = logging.getLogger("voicecall")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
         help="validate the config, print it with secrets redacted, exit",
     )
     p.add_argument("--log-level", default=None, help="debug, info, warning or error (default: logging.level)")
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=None,
+        help="text, or json for one object per line with the call id (default: logging.format)",
+    )
     return p
 
 
@@ -46,18 +63,44 @@ def main(argv: list[str] | None = None) -> int:
         for warning in config.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         return 0
-    logging.basicConfig(
-        level=(args.log_level or config.logging.level).upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for warning in config.warnings:
-        logging.getLogger("voicecall").warning("%s", warning)
     try:
-        asyncio.run(_run(config))
+        configure_logging(args.log_level or config.logging.level, args.log_format or config.logging.format)
+    except ValueError as err:
+        print(f"voicecall-server: {err}", file=sys.stderr)
+        return 2
+    for warning in config.warnings:
+        log.warning("%s", warning)
+    factory, loop_name = loop_factory(bool(getattr(config, "uvloop", False)))
+    log.debug("event loop: %s", loop_name)
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(_run(config))
     except StartupError as err:
         print(f"voicecall-server: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def loop_factory(
+    configured: bool, env: Mapping[str, str] | None = None
+) -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]:
+    """The loop factory to run with (None = asyncio's default) and a name for the log.
+
+    uvloop is used when asked for (``configured`` or ``VOICECALL_UVLOOP=1``) and importable.
+    """
+    env = os.environ if env is None else env
+    wanted = configured or env.get("VOICECALL_UVLOOP", "").strip().lower() in ("1", "true", "yes", "on")
+    if not wanted:
+        return None, "asyncio"
+    try:
+        # Optional and not a dependency (pip install uvloop); imported by name so type checks
+        # pass where it is absent.
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        log.warning("uvloop was requested but is not installed (pip install uvloop); using asyncio")
+        return None, "asyncio"
+    new_loop: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return new_loop, f"uvloop {getattr(uvloop, '__version__', '')}".rstrip()
 
 
 async def _run(config: object) -> None:

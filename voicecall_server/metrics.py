@@ -45,6 +45,7 @@ class SidecarCollector(Collector):
 
     def __init__(self, sidecar: Sidecar) -> None:
         self.sidecar = sidecar
+        self.stt = SttReconnects()
 
     def collect(self) -> Iterable[Metric]:
         sc = self.sidecar
@@ -71,6 +72,11 @@ class SidecarCollector(Collector):
                 hooks.add_metric([provider, outcome], n)
         yield hooks
         yield from self._media(provider)
+        stt = CounterMetricFamily(
+            "voicecall_stt_reconnects", "Speech recognition reconnect attempts.", labels=["provider"]
+        )
+        stt.add_metric([provider], self.stt.total(sc))
+        yield stt
         subs = GaugeMetricFamily("voicecall_tail_subscribers", "Live Tail subscribers on the event bus.")
         subs.add_metric([], sc.bus.subscriber_count)
         yield subs
@@ -131,6 +137,35 @@ class SidecarCollector(Collector):
             g = GaugeMetricFamily(name, doc)
             g.add_metric([], level)
             yield g
+
+
+class SttReconnects:
+    """A monotonic total of the transcribers' ``reconnects`` (duck-typed: 0 where absent).
+
+    Transcribers leave the voice stack when their call ends, so a plain sum would fall. Those seen
+    at the previous scrape are held until this one and their final count is kept; one that lives
+    and dies between two scrapes is missed unless the voice stack keeps ``stt_reconnects_retired``.
+    """
+
+    def __init__(self) -> None:
+        self._retired = 0
+        self._seen: dict[int, object] = {}
+
+    def total(self, sidecar: Sidecar) -> int:
+        voice = getattr(sidecar.bridge, "voice", None)
+        live: list[object] = list(getattr(voice, "_stt", {}).values())
+        retired = getattr(voice, "stt_reconnects_retired", None)
+        if isinstance(retired, int):
+            return retired + sum(_reconnects(t) for t in live)
+        now = {id(t): t for t in live}
+        self._retired += sum(_reconnects(t) for key, t in self._seen.items() if key not in now)
+        self._seen = now  # strong references: an id cannot be reused while it is held here
+        return self._retired + sum(_reconnects(t) for t in live)
+
+
+def _reconnects(transcriber: object) -> int:
+    value = getattr(transcriber, "reconnects", 0)
+    return value if isinstance(value, int) else 0
 
 
 def _live_records(sidecar: Sidecar) -> list[CallRecord]:
