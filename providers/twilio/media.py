@@ -13,11 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..frames import MediaFrameError, media_audio
+from ..frames import integer as _int
+from ..frames import obj as _obj
+from ..frames import string as _str
+
 MULAW = "audio/x-mulaw"
-
-
-class MediaFrameError(ValueError):
-    """A frame that is not a well-formed Twilio Media Streams message."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,47 +77,9 @@ class Dtmf:
 Frame = Connected | Start | Media | Mark | Stop | Dtmf
 
 
-def _obj(msg: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = msg.get(key)
-    if not isinstance(value, dict):
-        raise MediaFrameError(f"{msg.get('event')} frame without a {key!r} object")
-    return value
-
-
-def _str(obj: Mapping[str, Any], key: str, *, required: bool = True) -> str:
-    value = obj.get(key, "")
-    if not isinstance(value, str) or (required and not value):
-        raise MediaFrameError(f"frame field {key!r} must be a non-empty string")
-    return value
-
-
-def _int(obj: Mapping[str, Any], key: str) -> int:
-    value = obj.get(key, 0)
-    if isinstance(value, bool):
-        raise MediaFrameError(f"frame field {key!r} must be an integer")
-    try:
-        return int(value)  # Twilio sends these as decimal strings
-    except (TypeError, ValueError):
-        raise MediaFrameError(f"frame field {key!r} must be an integer") from None
-
-
 def _media(msg: Mapping[str, Any], sid: str) -> Media:
-    media = _obj(msg, "media")
-    payload = media.get("payload")
-    if not isinstance(payload, str):
-        raise MediaFrameError("media frame without a base64 payload")
-    try:
-        audio = binascii.a2b_base64(payload, strict_mode=True)
-    except (binascii.Error, ValueError):
-        raise MediaFrameError("media payload is not valid base64") from None
-    track = media.get("track", "inbound")
-    return Media(
-        sid,
-        audio,
-        track if isinstance(track, str) else "inbound",
-        _int(media, "timestamp"),
-        _int(media, "chunk"),
-    )
+    media, audio, track = media_audio(msg)
+    return Media(sid, audio, track, _int(media, "timestamp"), _int(media, "chunk"))
 
 
 def _start(msg: Mapping[str, Any], sid: str) -> Start:
