@@ -32,6 +32,7 @@ from .grpc_security import build_grpc_security
 from .guard_adapter import ManagerGuard
 from .guardrails import CallingHours, OutboundGuard
 from .inbound import InboundPolicy
+from .logs import CallIdInterceptor
 from .manager import CallManager, ManagerSettings
 from .media.codecs import codec_for
 from .media.server import MediaServer, MediaSettings
@@ -226,7 +227,8 @@ class Sidecar:
         cfg = self.config.grpc
         security_interceptors, credentials = self._security
         server = grpc.aio.server(
-            interceptors=[*self._interceptors, *security_interceptors], options=[("grpc.so_reuseport", 0)]
+            interceptors=[CallIdInterceptor(), *self._interceptors, *security_interceptors],
+            options=[("grpc.so_reuseport", 0)],
         )
         pb_grpc.add_VoiceCallServiceServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

@@ -27,6 +27,7 @@ from .changes import Changes
 from .domain import CallRecord, CallState, EventKind, Speaker, TurnLatency, utcnow
 from .errors import CallError, Reason, from_provider_error
 from .idempotency import Idempotency
+from .logs import set_call_id
 from .manager_events import ProviderEvents
 from .manager_recovery import Recovery
 from .manager_types import (
@@ -257,6 +258,7 @@ class CallManager(ProviderEvents, Recovery):
             initial_message=message,
             stream_token=secrets.token_urlsafe(16),
         )
+        set_call_id(rec.call_id)  # log lines of this RPC and the tasks it starts name the call
         if dtmf:
             rec.metadata["dtmf_sequence"] = dtmf
         ch = Changes(rec)

@@ -26,6 +26,7 @@ from providers.base import (
 
 from .changes import Changes
 from .domain import CallRecord, CallState, EventKind, Speaker, utcnow
+from .logs import bind_call, set_call_id
 from .manager_types import MACHINE_ANSWERS, CallerTurnHook, ManagerSettings, MediaBridge, Turn
 from .store import Store
 
@@ -62,7 +63,9 @@ class ProviderEvents:
     async def handle_events(self, events: Sequence[ProviderEvent], *, replay: bool = False) -> WebhookOutcome:
         views: dict[str, CallView] = {}
         for index, ev in enumerate(events):
-            view = None if replay else self._apply(ev, index)
+            known = self._resolve(ev)
+            with bind_call(known.call_id if known else ev.call_id):
+                view = None if replay else self._apply(ev, index)
             if view is None:
                 rec = self._resolve(ev)
                 view = self._view(rec) if rec else None
@@ -121,6 +124,7 @@ class ProviderEvents:
                 if not decision.accepted:
                     return self._reject(ev, decision.reason)
             rec = self._adopt(ev)
+            set_call_id(rec.call_id)
         ch = Changes(rec)
         if key:
             ch.dedupe_keys.append(key)

@@ -19,6 +19,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from providers.base import EventType, ProviderError, ProviderEvent
 
 from ..domain import CallRecord
+from ..logs import set_call_id
 from ..manager import CallManager
 from .codec import Inbound, Kind, StreamCodec, StreamCodecError
 
@@ -218,6 +219,7 @@ class MediaServer:
 
     async def _run(self, ws: web.WebSocketResponse, session: StreamSession) -> None:
         call_id = session.call_id
+        set_call_id(call_id)  # this stream's log lines, and the voice tasks it starts, name the call
         if (old := self.sessions.get(call_id)) is not None and old is not session:
             old.closed = True
         if (handle := self._grace.pop(call_id, None)) is not None:
