@@ -267,6 +267,7 @@ class CallManager(ProviderEvents, Recovery):
             ch.request = (request[0], "Initiate", request[1], {"call_id": rec.call_id, "pending": True})
         # Durable before dialing: a crash after the dial can never lead a retry to dial again.
         self._commit(ch)
+        await self.store.flush()
         dial = DialRequest(
             call_id=rec.call_id,
             from_number=rec.from_number,

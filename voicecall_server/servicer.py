@@ -54,9 +54,13 @@ class VoiceCallServicer(pb_grpc.VoiceCallServiceServicer):
         self.shutting_down = asyncio.Event()
 
     async def _run(self, context: grpc.aio.ServicerContext[Any, Any], op: Callable[[], Awaitable[T]]) -> T:
+        # Whatever the RPC changed (a failed dial's record too) is on disk before it answers.
         try:
-            return await op()
+            result = await op()
+            await self.store.flush()
+            return result
         except CallError as err:
+            await self.store.flush()
             await abort(context, err)
         except (grpc.aio.AbortError, asyncio.CancelledError):
             raise

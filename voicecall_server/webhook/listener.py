@@ -145,6 +145,7 @@ class WebhookListener:
             self._count("malformed")
             return _text(400, f"Bad Request: {err}")
         outcome = await self.manager.handle_events(events, replay=replay)
+        await self.manager.store.flush()  # durable before the provider hears "OK"
         reply = self.provider.webhook_reply(wreq, outcome)
         if key and not replay:
             self.replies.remember(key, reply)

@@ -1,0 +1,77 @@
+"""Commits never wait on the disk; whoever acknowledges awaits one shared fsync first."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from providers.base import CallMode, Direction
+from voicecall_client.v1 import voicecall_service_pb2 as pb
+from voicecall_server.domain import CallRecord, CallState, utcnow
+from voicecall_server.store import Store
+
+from ..e2e.harness import make_config, start
+
+
+def record(call_id: str) -> CallRecord:
+    return CallRecord(
+        call_id, "mock", Direction.OUTBOUND, CallState.INITIATED, "+1", "+2", CallMode.NOTIFY, utcnow()
+    )
+
+
+@pytest.fixture
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real = os.fsync
+
+    def counting(fd: int) -> None:
+        calls.append(threading.current_thread().name)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", counting)
+    return calls
+
+
+async def test_commit_does_not_sync_and_flush_does_once_for_all_waiters(
+    tmp_path: Path, fsyncs: list[str]
+) -> None:
+    store = Store(tmp_path / "s")
+    try:
+        fsyncs.clear()
+        for i in range(5):
+            store.commit(record(f"c{i}"))
+        assert fsyncs == []  # nothing on the event loop's thread waits for the disk
+        assert store.unsynced == 5
+        await asyncio.gather(*(store.flush() for _ in range(10)))
+        assert store.unsynced == 0
+        rounds = len(fsyncs)
+        assert 0 < rounds <= 3  # one round (WAL, db file, directory at most), shared by ten waiters
+        assert all(name != threading.main_thread().name for name in fsyncs)
+        await store.flush()  # nothing new: no disk work
+        assert len(fsyncs) == rounds
+    finally:
+        store.close()
+
+
+async def test_rpc_and_webhook_answers_come_after_the_flush(tmp_path: Path) -> None:
+    running = await start(make_config(tmp_path / "s", mock={"answerAfterMs": 60_000}))
+    try:
+        store = running.sidecar.store
+        call = await running.stub.Initiate(
+            pb.InitiateRequest(to_number="+15551230001", message="Hi", mode=pb.CALL_MODE_CONVERSATION)
+        )
+        assert store.unsynced == 0
+        event = {"type": "call.dtmf", "callId": call.call_id, "digits": "4", "id": "k1"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(running.webhook_url, json={"events": [event]}) as r,
+        ):
+            assert r.status == 200
+            assert store.unsynced == 0
+    finally:
+        await running.close()
