@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from urllib.parse import parse_qsl
 
 from twilio.twiml.voice_response import VoiceResponse
@@ -68,11 +69,17 @@ def form_params(request: WebhookRequest) -> list[tuple[str, str]]:
     ctype = request.headers.get("content-type", "application/x-www-form-urlencoded")
     if ctype.split(";")[0].strip().lower() != "application/x-www-form-urlencoded" or not request.body:
         return []
+    return list(_parse_form(request.body))
+
+
+@lru_cache(maxsize=256)
+def _parse_form(body: bytes) -> tuple[tuple[str, str], ...]:
+    # Verification, parsing and the reply each read the form of the same request: parse it once.
     try:
-        text = request.body.decode("utf-8")
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise ValueError("the webhook body is not UTF-8 form data") from None
-    return parse_qsl(text, keep_blank_values=True)
+    return tuple(parse_qsl(text, keep_blank_values=True))
 
 
 def _direction(value: str) -> Direction | None:
