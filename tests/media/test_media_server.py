@@ -203,3 +203,31 @@ async def test_greeting_waits_for_the_stream(env: Env) -> None:
         await ws.close()
     assert spoken == ["Hi"]
     assert env.manager.get(rec.call_id).initial_message == ""
+
+
+async def test_a_replayed_token_cannot_take_over_a_live_stream_but_a_reconnect_can(env: Env) -> None:
+    rec = await live_call(env)
+    start = start_frame(rec.provider_call_id or "", rec.stream_token or "")
+    async with env.session.ws_connect(env.url) as first:
+        await first.send_str(start)
+        for _ in range(100):
+            if env.media.has_stream(rec.call_id):
+                break
+            await asyncio.sleep(0.01)
+        async with env.session.ws_connect(env.url) as second:
+            await second.send_str(start_frame(rec.provider_call_id or "", rec.stream_token or "", "MZ2"))
+            assert await closed_with(second) == 1008
+        assert env.media.rejected["already_streaming"] == 1
+        assert env.media.sessions[rec.call_id].stream_id == "MZ1"  # the live stream kept the call
+    for _ in range(100):  # the first stream dropped: reconnecting with the call's token works
+        if not env.media.has_stream(rec.call_id):
+            break
+        await asyncio.sleep(0.01)
+    async with env.session.ws_connect(env.url) as again:
+        await again.send_str(start_frame(rec.provider_call_id or "", rec.stream_token or "", "MZ3"))
+        for _ in range(100):
+            if env.media.has_stream(rec.call_id):
+                break
+            await asyncio.sleep(0.01)
+        assert env.media.sessions[rec.call_id].stream_id == "MZ3"
+        await again.close()

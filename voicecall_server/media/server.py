@@ -215,6 +215,13 @@ class MediaServer:
             log.warning("media stream for call %s rejected: invalid token", call.call_id)
             await ws.close(code=CLOSE_POLICY, message=b"Invalid token")
             return None
+        if self.has_stream(call.call_id):
+            # A genuine reconnect comes after the old stream dropped; a second stream while one is
+            # live is a replayed token, and must not take over the call's audio.
+            self._reject("already_streaming")
+            log.warning("second media stream for call %s rejected: one is already live", call.call_id)
+            await ws.close(code=CLOSE_POLICY, message=b"Stream already active")
+            return None
         return start, call
 
     async def _run(self, ws: web.WebSocketResponse, session: StreamSession) -> None:
