@@ -19,7 +19,7 @@ from voicecall_server.bus import EventBus
 from voicecall_server.domain import CallRecord, EventKind
 from voicecall_server.manager import CallManager, ManagerSettings
 from voicecall_server.media.bridge import VoiceBridge
-from voicecall_server.media.codecs import TwilioCodec
+from voicecall_server.media.codecs import ProviderCodec
 from voicecall_server.media.server import MediaServer, MediaSettings, StreamSession
 from voicecall_server.store import Store
 
@@ -45,7 +45,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     await manager.start()
     media = MediaServer(
         MediaSettings(pre_start_timeout_s=0.3, max_pending_per_ip=2, reconnect_grace_s=0.05),
-        TwilioCodec(),
+        ProviderCodec("twilio"),
         manager,
     )
     app = web.Application()
