@@ -196,8 +196,10 @@ def plot(result: dict[str, Any], png: Path) -> str:
     script = Path(__file__).resolve().parent / "plot.py"
     for py in ("python3-self", str(PEER_VENV / "bin" / "python")):
         exe = py if py != "python3-self" else __import__("sys").executable
+        if not Path(exe).exists():
+            continue  # no peer venv (e.g. --no-pipecat on a fresh checkout)
         if subprocess.run([exe, "-c", "import matplotlib"], capture_output=True, check=False).returncode != 0:
-            if py == "python3-self" or not Path(exe).exists():
+            if py == "python3-self":
                 continue
             subprocess.run(
                 [exe, "-m", "pip", "install", "-q", "matplotlib"], capture_output=True, check=False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from voicecall_server.domain import CallRecord, EventKind
 from voicecall_server.manager import CallManager, ManagerSettings
 from voicecall_server.media.bridge import VoiceBridge
 from voicecall_server.media.codecs import ProviderCodec
-from voicecall_server.media.server import MediaServer, MediaSettings, StreamSession
+from voicecall_server.media.server import MediaServer, MediaSettings, StreamSession, text_frame
 from voicecall_server.store import Store
 
 
@@ -231,3 +232,46 @@ async def test_a_replayed_token_cannot_take_over_a_live_stream_but_a_reconnect_c
             await asyncio.sleep(0.01)
         assert env.media.sessions[rec.call_id].stream_id == "MZ3"
         await again.close()
+
+
+async def test_a_stream_that_stops_draining_is_closed_not_buffered(env: Env) -> None:
+    env.media.settings = dataclasses.replace(env.media.settings, max_buffered_bytes=8192)
+    rec = await live_call(env)
+    sessions: list[StreamSession] = []
+
+    def attach(session: StreamSession) -> None:
+        sessions.append(session)
+
+    env.media.on_session_start = attach
+    async with env.session.ws_connect(env.url) as ws:
+        await ws.send_str(start_frame(rec.provider_call_id or "", rec.stream_token or ""))
+        for _ in range(100):
+            if sessions:
+                break
+            await asyncio.sleep(0.01)
+        session = sessions[0]
+        # The client reads nothing: once the kernel's socket buffers are full the transport's own
+        # buffer grows, and the session gives up instead of holding the audio in memory.
+        sent = 0
+        while not session.closed and sent < 200_000:
+            session.send_frame(b"\xff" * 160)
+            sent += 1
+            if sent % 500 == 0:
+                await asyncio.sleep(0)
+        assert session.closed, "a stream that never drains must be closed"
+        close_code = None
+        while close_code is None:  # drain what was sent; the close frame follows it
+            msg = await asyncio.wait_for(ws.receive(), 5)
+            if msg.type is WSMsgType.TEXT:
+                assert json.loads(msg.data)["event"] == "media"
+            else:
+                assert msg.type is WSMsgType.CLOSE
+                close_code = msg.data  # the server's close frame (it may drop the socket right after)
+        assert close_code == 1013
+
+
+def test_text_frames_use_the_length_forms_of_rfc_6455() -> None:
+    short, medium, long = "a" * 125, "b" * 126, "c" * 65536
+    assert text_frame(short) == b"\x81\x7d" + short.encode()
+    assert text_frame(medium) == b"\x81\x7e\x00\x7e" + medium.encode()
+    assert text_frame(long) == b"\x81\x7f" + (65536).to_bytes(8, "big") + long.encode()

@@ -13,6 +13,7 @@ from voicecall_server.voice.audio import (
     PcmToUlaw8k,
     Resampler,
     UlawFramer,
+    _design,
     pcm16_to_ulaw,
     ulaw_to_pcm16,
 )
@@ -136,3 +137,19 @@ def test_pcm_to_ulaw_8k_frames_a_24k_stream() -> None:
     decoded = samples(ulaw_to_pcm16(b"".join(frames)))[200:-200]
     rms_db = 20 * np.log10(np.sqrt(np.mean(decoded**2)) / (AMP / np.sqrt(2)))
     assert abs(rms_db) < 1.0
+
+
+@pytest.mark.parametrize("rate", [16000, 24000, 48000])
+def test_integer_decimation_is_the_filter_applied_at_every_kept_sample(rate: int) -> None:
+    # The definition, computed the slow way: output m is the taps dotted with the (zero-padded)
+    # input window that ends at m * down + delay.
+    up, down, taps, delay, bank = _design(rate, 8000)
+    assert up == 1
+    noise = np.random.default_rng(rate).integers(-20000, 20000, rate // 2).astype("<i2")
+    padded = np.concatenate((np.zeros(taps - 1), noise.astype(np.float64), np.zeros(taps)))
+    n_out = -(-noise.size // down)
+    expected = np.array([padded[m * down + delay : m * down + delay + taps] @ bank[0] for m in range(n_out)])
+    expected = np.clip(np.rint(expected), -32768, 32767)
+    got = samples(resample_whole(noise.tobytes(), rate))
+    assert got.size == n_out
+    assert np.max(np.abs(got - expected)) <= 1

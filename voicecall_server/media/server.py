@@ -13,6 +13,7 @@ import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -41,13 +42,31 @@ class MediaSettings:
     reconnect_grace_s: float = 2.0
 
 
+def text_frame(text: str) -> bytes:
+    """One unmasked, unfragmented WebSocket text frame (RFC 6455 5.2), as a server sends it."""
+    data = text.encode()
+    n = len(data)
+    if n < 126:
+        return bytes((0x81, n)) + data
+    if n < 65536:
+        return b"\x81\x7e" + n.to_bytes(2, "big") + data
+    return b"\x81\x7f" + n.to_bytes(8, "big") + data
+
+
 class StreamSession:
-    """One accepted stream of one call. Sending never blocks the caller (the pacer): frames go to a
-    bounded queue drained by one writer task per stream; a stream that stops draining is closed
-    (1013) rather than letting audio pile up."""
+    """One accepted stream of one call. Sending never blocks the caller (the pacer): each frame is
+    written to the socket's transport at once, already framed, with no task, queue or coroutine per
+    frame; a stream whose unsent bytes exceed the limit stopped draining and is closed (1013)
+    rather than letting audio pile up."""
 
     def __init__(
-        self, ws: web.WebSocketResponse, codec: StreamCodec, start: Inbound, call: CallRecord, limit: int
+        self,
+        ws: web.WebSocketResponse,
+        transport: asyncio.BaseTransport | None,
+        codec: StreamCodec,
+        start: Inbound,
+        call: CallRecord,
+        limit: int,
     ):
         self.ws = ws
         self.call_id = call.call_id
@@ -57,29 +76,26 @@ class StreamSession:
         self.closed = False
         self.on_media: Callable[[bytes], None] | None = None
         self.on_mark: Callable[[str], None] | None = None
-        # ~300 bytes per enveloped 20 ms frame: the byte budget as a frame count.
-        self._out: asyncio.Queue[str] = asyncio.Queue(max(16, limit // 300))
-        self._writer = asyncio.get_running_loop().create_task(self._drain())
-
-    async def _drain(self) -> None:
-        while True:
-            text = await self._out.get()
-            try:
-                await self.ws.send_str(text)
-            except (ConnectionError, RuntimeError):
-                self.closed = True
-                return
+        # Duck-typed: uvloop's transports do not subclass asyncio's transport classes.
+        self._transport = cast(asyncio.WriteTransport, transport) if hasattr(transport, "write") else None
+        self._limit = limit
+        self._closer: asyncio.Task[None] | None = None
 
     def _send(self, text: str) -> None:
         if self.closed:
             return
-        try:
-            self._out.put_nowait(text)
-        except asyncio.QueueFull:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            self.closed = True
+            return
+        if transport.get_write_buffer_size() > self._limit:
             log.warning("media stream for call %s is not draining; closing it", self.call_id)
             self.closed = True
-            self._writer.cancel()
-            self._writer = asyncio.get_running_loop().create_task(self._close_overloaded())
+            self._closer = asyncio.get_running_loop().create_task(self._close_overloaded())
+            return
+        # The media socket negotiates no compression, so a frame built here is exactly what
+        # aiohttp would write; both write whole frames synchronously, so they never interleave.
+        transport.write(text_frame(text))
 
     async def _close_overloaded(self) -> None:
         await self.ws.close(code=CLOSE_TRY_AGAIN, message=b"Back-pressure")
@@ -91,15 +107,12 @@ class StreamSession:
         self._send(self.frames.mark(name))
 
     def send_clear(self) -> None:
-        # Audio still queued for the socket was never heard: drop it before telling the provider.
-        while not self._out.empty():
-            self._out.get_nowait()
         self._send(self.frames.clear())
 
     async def aclose(self) -> None:
         self.closed = True
-        self._writer.cancel()
-        await asyncio.gather(self._writer, return_exceptions=True)
+        if self._closer is not None:
+            await asyncio.gather(self._closer, return_exceptions=True)
 
 
 SessionHook = Callable[[StreamSession], None]
@@ -135,12 +148,13 @@ class MediaServer:
         if self._open >= self.settings.max_connections:
             self._reject("capacity")
             return web.Response(status=503, text="Service Unavailable\n")
-        ws = web.WebSocketResponse(max_msg_size=self.settings.max_frame_bytes, autoping=True)
+        # No permessage-deflate: base64 audio does not compress, and sessions write raw frames.
+        ws = web.WebSocketResponse(max_msg_size=self.settings.max_frame_bytes, autoping=True, compress=False)
         await ws.prepare(request)
         self._open += 1
         self._sockets.add(ws)
         try:
-            await self._serve(ws, request.remote or "", dict(request.query))
+            await self._serve(ws, request.transport, request.remote or "", dict(request.query))
         finally:
             self._open -= 1
             self._sockets.discard(ws)
@@ -148,7 +162,13 @@ class MediaServer:
                 await ws.close()
         return ws
 
-    async def _serve(self, ws: web.WebSocketResponse, ip: str, query: dict[str, str]) -> None:
+    async def _serve(
+        self,
+        ws: web.WebSocketResponse,
+        transport: asyncio.BaseTransport | None,
+        ip: str,
+        query: dict[str, str],
+    ) -> None:
         if (
             self._pending >= self.settings.max_pending
             or self._pending_by_ip.get(ip, 0) >= self.settings.max_pending_per_ip
@@ -170,7 +190,7 @@ class MediaServer:
         if accepted is None:
             return
         start, call = accepted
-        session = StreamSession(ws, self.codec, start, call, self.settings.max_buffered_bytes)
+        session = StreamSession(ws, transport, self.codec, start, call, self.settings.max_buffered_bytes)
         await self._run(ws, session)
 
     async def _await_start(
