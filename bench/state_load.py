@@ -22,7 +22,7 @@ from .proc import SidecarProcess, rss_bytes
 
 def fill_store(directory: Path, calls: int, live: int = 0) -> None:
     """``calls`` ended calls (and ``live`` unanswered ones) with their event logs, written directly."""
-    store = Store(directory, synchronous="OFF")
+    store = Store(directory)  # commits are not fsynced one by one; close() syncs
     try:
         now = utcnow()
         for i in range(calls + live):

@@ -155,6 +155,9 @@ def record_from_json(text: str, transcript: list[TranscriptEntry]) -> CallRecord
     )
 
 
+_CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024
+
+
 class Store:
     """SQLite-backed store. Use from one thread (the event loop's)."""
 
@@ -169,6 +172,10 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=5000")
+        # SQLite would checkpoint inside whichever COMMIT crosses 1,000 WAL pages, syncing the
+        # database file on the event loop; the sync rounds checkpoint in their thread instead.
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer: sqlite3.Connection | None = None
         self._commits = 0
         self._synced = 0
         self._syncing: asyncio.Future[None] | None = None
@@ -181,7 +188,9 @@ class Store:
         if self._commits > self._synced:
             self._fsync()  # shutting down: waiting on the disk here costs nobody anything
             self._synced = self._commits
-        self._db.close()
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+        self._db.close()  # the last connection to close checkpoints the WAL and removes it
 
     # -- durability -------------------------------------------------------------------------------
     def _fsync(self) -> None:
@@ -203,6 +212,24 @@ class Store:
                 os.close(fd)
             self._dir_synced = True
 
+    def _checkpoint_if_large(self) -> None:
+        """Copy the WAL back into the database once it is large (in the sync thread, on its own
+        connection: the event loop's connection keeps committing meanwhile)."""
+        try:
+            size = os.path.getsize(self._wal)
+        except OSError:
+            return
+        if size < _CHECKPOINT_WAL_BYTES:
+            return
+        if self._checkpointer is None:
+            self._checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._checkpointer.execute("PRAGMA busy_timeout=5000")
+        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def _sync_and_checkpoint(self) -> None:
+        self._fsync()
+        self._checkpoint_if_large()
+
     @property
     def unsynced(self) -> int:
         """Commits not yet known to be on disk."""
@@ -220,7 +247,7 @@ class Store:
     async def _sync_round(self, done: asyncio.Future[None]) -> None:
         upto = self._commits
         try:
-            await asyncio.to_thread(self._fsync)
+            await asyncio.to_thread(self._sync_and_checkpoint)
             self._synced = max(self._synced, upto)
             done.set_result(None)
         except BaseException as err:

@@ -75,3 +75,26 @@ async def test_rpc_and_webhook_answers_come_after_the_flush(tmp_path: Path) -> N
             assert store.unsynced == 0
     finally:
         await running.close()
+
+
+def size(path: Path | str) -> int:
+    return os.stat(path).st_size
+
+
+async def test_the_wal_is_checkpointed_by_the_sync_rounds_not_inside_a_commit(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s")
+    try:
+        db_size = size(store.path)
+        for i in range(120):  # ~6 MB of WAL: well past SQLite's 1,000-page autocheckpoint
+            rec = record(f"c{i}")
+            rec.metadata = {"blob": f"{i:04d}" * 12_500}
+            store.commit(rec)
+        # A checkpoint copies pages into the database file (and syncs it): none ran on this thread.
+        assert size(store.path) == db_size
+        assert size(f"{store.path}-wal") > 4 * 1024 * 1024
+        await store.flush()
+        assert size(store.path) > db_size + 4 * 1024 * 1024
+        got = store.get_call("c119")
+        assert got is not None and got.metadata == {"blob": "0119" * 12_500}
+    finally:
+        store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import signal
@@ -84,11 +85,10 @@ async def test_server_logs_json_lines_and_stops_on_sigterm(tmp_path: Path) -> No
     first = started[0]
     assert set(first) >= {"ts", "level", "logger", "message"}
     assert first["ts"].endswith("Z")
-    assert {
-        "level": "debug",
-        "logger": "voicecall",
-        "message": "event loop: asyncio",
-    }.items() <= first.items()
+    assert {"level": "debug", "logger": "voicecall"}.items() <= first.items()
+    # uvloop is a dependency wherever it exists, and then it is the loop that runs.
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    assert first["message"].startswith(f"event loop: {loop}")
     serving = started[-1]
     assert serving["level"] == "info"
     assert f"gRPC 127.0.0.1:{grpc_port}" in serving["message"]
@@ -97,25 +97,33 @@ async def test_server_logs_json_lines_and_stops_on_sigterm(tmp_path: Path) -> No
     assert code == 0
 
 
-def test_default_loop_unless_uvloop_is_asked_for() -> None:
-    assert loop_factory(False, {}) == (None, "asyncio")
-    assert loop_factory(False, {"VOICECALL_UVLOOP": "0"}) == (None, "asyncio")
-
-
-def test_uvloop_is_used_when_asked_for_and_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+def _fake_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = types.ModuleType("uvloop")
     fake.new_event_loop = asyncio.new_event_loop  # type: ignore[attr-defined]
     fake.__version__ = "0.21.0"  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "uvloop", fake)
-    assert loop_factory(False, {"VOICECALL_UVLOOP": "1"}) == (asyncio.new_event_loop, "uvloop 0.21.0")
-    assert loop_factory(True, {}) == (asyncio.new_event_loop, "uvloop 0.21.0")
 
 
-def test_missing_uvloop_falls_back_with_a_warning(
+def test_uvloop_runs_by_default_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_uvloop(monkeypatch)
+    assert loop_factory({}) == (asyncio.new_event_loop, "uvloop 0.21.0")
+    assert loop_factory({"VOICECALL_UVLOOP": "auto"}) == (asyncio.new_event_loop, "uvloop 0.21.0")
+    assert loop_factory({"VOICECALL_UVLOOP": "1"}) == (asyncio.new_event_loop, "uvloop 0.21.0")
+
+
+def test_uvloop_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_uvloop(monkeypatch)
+    assert loop_factory({"VOICECALL_UVLOOP": "0"}) == (None, "asyncio")
+    assert loop_factory({"VOICECALL_UVLOOP": "off"}) == (None, "asyncio")
+
+
+def test_missing_uvloop_falls_back_quietly_unless_it_was_required(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setitem(sys.modules, "uvloop", None)  # None in sys.modules: the import fails
-    assert loop_factory(False, {"VOICECALL_UVLOOP": "1"}) == (None, "asyncio")
+    assert loop_factory({}) == (None, "asyncio")
+    assert "uvloop" not in caplog.text
+    assert loop_factory({"VOICECALL_UVLOOP": "1"}) == (None, "asyncio")
     assert "pip install uvloop" in caplog.text
 
 

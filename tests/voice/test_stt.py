@@ -82,6 +82,9 @@ async def test_session_update_configures_ulaw_model_and_vad(
     (conn,) = fake.connections
     assert conn.query == {"intent": "transcription"}
     assert conn.authorization == f"Bearer {API_KEY}"
+    # No permessage-deflate: base64 audio barely compresses, and each connection's zlib state
+    # would cost ~300 KB and CPU on every append.
+    assert "Sec-WebSocket-Extensions" not in conn.request.headers
     (update,) = conn.session_updates
     assert update["type"] == "session.update"
     assert update["session"] == {

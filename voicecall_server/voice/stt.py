@@ -43,8 +43,10 @@ log = logging.getLogger(__name__)
 # emits below INFO, whatever the root level is.
 _ws_log = logging.getLogger(f"{__name__}.websocket")
 _ws_log.setLevel(logging.INFO)
-# The SDK forwards these to websockets.connect; its TypedDict does not declare `logger`.
-_WS_OPTIONS = cast(WebSocketConnectionOptions, {"logger": _ws_log})
+# The SDK forwards these to websockets.connect; its TypedDict does not declare `logger`. No
+# permessage-deflate: base64 audio barely compresses, and per connection the zlib state costs
+# ~300 KB of memory and CPU on every append.
+_WS_OPTIONS = cast(WebSocketConnectionOptions, {"logger": _ws_log, "compression": None})
 
 _SESSION_UPDATE_ID = "voicecall-session-update"
 # A send that cannot complete in this time means the socket is stuck: treat it as a drop.
