@@ -150,10 +150,15 @@ async def webhook_section(args: argparse.Namespace, result: dict[str, Any], tmp:
                 await vc.open_stream(session, 500000 + i)
                 call_sids.append(f"CA{500000 + i + 1:032x}")
         assert vc.sidecar is not None
+        # The speech trials' streams have closed: let their reconnect grace expire and the status
+        # checks it triggers finish, so that work is not counted against the webhooks.
+        await asyncio.sleep(4)
         hooks = []
         seq = 0
         for rate in args.webhook_rates:
-            hooks.append(await webhook_rate(vc.webhook_url, call_sids, rate, 3.0, vc.sidecar.pid, seq))
+            # Status callbacks arrive on the statusCallback URL the provider registers (`type=status`).
+            status_url = f"{vc.webhook_url}?type=status"
+            hooks.append(await webhook_rate(status_url, call_sids, rate, 3.0, vc.sidecar.pid, seq))
             seq += int(rate * 3.0)
             print(f"  {rate}/s: {hooks[-1]}", flush=True)
         result["webhooks"] = hooks

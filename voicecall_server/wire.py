@@ -63,13 +63,19 @@ def call_to_pb(rec: CallRecord) -> pb.Call:
             is_final=entry.is_final,
         )
     for lat in rec.turn_latencies:
-        total, wait = Duration(), Duration()
-        total.FromMilliseconds(int(lat.total_ms))
-        wait.FromMilliseconds(int(lat.listen_wait_ms))
-        turn = call.turn_latencies.add(turn=lat.turn, total=total, listen_wait=wait)
+        turn = call.turn_latencies.add(
+            turn=lat.turn, total=_duration(lat.total_ms), listen_wait=_duration(lat.listen_wait_ms)
+        )
         for stage, ms in lat.stages.items():
-            turn.stages[stage].FromMilliseconds(int(ms))
+            turn.stages[stage].CopyFrom(_duration(ms))
     return call
+
+
+def _duration(ms: float) -> Duration:
+    # Kept to the microsecond: whole milliseconds would turn a 0.8 ms stage into zero.
+    out = Duration()
+    out.FromMicroseconds(round(ms * 1000))
+    return out
 
 
 def event_to_pb(ev: CallEvent) -> pb.CallEvent:

@@ -171,6 +171,10 @@ def _reply(response: VoiceResponse) -> WebhookReply:
     return WebhookReply(status=200, body=body, content_type=XML)
 
 
+# The answer to every status/AMD callback and to unknown or ended calls: rendered once.
+_EMPTY = _reply(twiml.empty())
+
+
 def _base_url(request: WebhookRequest, webhook_url: str | None) -> str:
     return webhook_url or request.url.split("?", 1)[0]
 
@@ -189,15 +193,15 @@ def webhook_reply(
     a replay gets no stream and no message, only what keeps a live call open.
     """
     if request.query.get("type", "") in CALLBACK_TYPES:
-        return _reply(twiml.empty())  # Twilio ignores TwiML in answer to callbacks
+        return _EMPTY  # Twilio ignores TwiML in answer to callbacks
     form = dict(form_params(request))
     view = outcome.calls.get(form.get("CallSid", ""))
     if view is None:
-        return _reply(twiml.empty())
+        return _EMPTY
     if view.rejected:
         return _reply(twiml.reject())
     if view.terminal:
-        return _reply(twiml.empty())
+        return _EMPTY
     ringing = form.get("CallStatus", "").strip().lower() in ("ringing", "queued", "initiated")
     first_pause = twiml.RINGING_PAUSE_S if ringing else twiml.KEEPALIVE_PAUSE_S
     redirect = twiml.keepalive_url(_base_url(request, webhook_url), view.call_id)

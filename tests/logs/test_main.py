@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
 import json
 import os
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from voicecall_server.app import tune_garbage_collector
 from voicecall_server.main import loop_factory
 
 SERVER = Path(sys.executable).with_name("voicecall-server")
@@ -170,3 +172,14 @@ async def test_openai_is_not_loaded_without_a_responder(tmp_path: Path) -> None:
 async def test_openai_is_loaded_once_a_responder_is_configured(tmp_path: Path) -> None:
     env = clean_env(OPENAI_API_KEY="sk-test-0123456789abcdef")
     assert await run_python(_START_SIDECAR, str(tmp_path / "b"), env=env) == "['openai']"
+
+
+def test_the_collector_is_tuned_once_the_sidecar_serves() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_garbage_collector()
+        assert gc.get_threshold() == (50_000, 20, 100)
+        assert gc.get_freeze_count() > 0  # what startup built is out of the collector's sight
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

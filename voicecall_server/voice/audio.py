@@ -146,7 +146,8 @@ class Resampler:
         keep_from = ((last + 1) * self._down + self._delay) // up - (taps - 1)
         drop = keep_from - self._base
         if drop > 0:
-            self._buf = self._buf[drop:]
+            # A copy, not a view: a view would keep the whole concatenated chunk alive per call.
+            self._buf = self._buf[drop:].copy()
             self._base = keep_from
         return np.clip(np.rint(y), -32768, 32767).astype("<i2").tobytes()
 
