@@ -68,7 +68,7 @@ class CallManager(ProviderEvents, Recovery):
         self._turns: dict[str, Turn] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._rejected: dict[str, float] = {}
+        self._unwanted: dict[str, float] = {}
         self._delivering: set[str] = set()
         self._ending: dict[str, EndReason] = {}
         self._closing = False

@@ -31,6 +31,8 @@ from .manager_types import MACHINE_ANSWERS, CallerTurnHook, ManagerSettings, Med
 from .store import Store
 
 log = logging.getLogger("voicecall.manager")
+# Events that say the call is up at the provider (not merely that something happened to it).
+_LIVE = frozenset({EventType.INITIATED, EventType.RINGING, EventType.ANSWERED, EventType.ACTIVE})
 
 
 class ProviderEvents:
@@ -45,7 +47,8 @@ class ProviderEvents:
     _live: dict[str, CallRecord]
     _by_provider_id: dict[str, str]
     _turns: dict[str, Turn]
-    _rejected: dict[str, float]
+    _unwanted: dict[str, float]
+    """Provider call ids hung up because nothing here wants them (rejected inbound, orphaned)."""
     _ending: dict[str, EndReason]
 
     if TYPE_CHECKING:
@@ -128,6 +131,8 @@ class ProviderEvents:
         ch = Changes(rec)
         if key:
             ch.dedupe_keys.append(key)
+        if rec.terminal and ev.type in _LIVE and ev.provider_call_id:
+            self._orphaned(rec, ch, ev)
         if ev.provider_call_id and ev.provider_call_id != rec.provider_call_id:
             old = rec.provider_call_id
             rec.provider_call_id = ev.provider_call_id
@@ -155,19 +160,43 @@ class ProviderEvents:
             terminal=True,
             rejected=True,
         )
-        if pid in self._rejected:
-            return view
-        if len(self._rejected) > 10_000:
-            self._rejected.clear()
-        self._rejected[pid] = time.monotonic()
-        self._spawn(self._hangup_rejected(pid))
+        self._hang_up_unwanted(pid, "a rejected inbound call")
         return view
 
-    async def _hangup_rejected(self, provider_call_id: str) -> None:
+    def _hang_up_unwanted(self, provider_call_id: str, what: str) -> bool:
+        """Hang up a provider call nothing here wants, once; False if that was already done."""
+        if provider_call_id in self._unwanted:
+            return False
+        if len(self._unwanted) > 10_000:
+            self._unwanted.clear()
+        self._unwanted[provider_call_id] = time.monotonic()
+        self._spawn(self._hangup_unwanted(provider_call_id, what))
+        return True
+
+    async def _hangup_unwanted(self, provider_call_id: str, what: str) -> None:
         try:
             await self.provider.hangup(CallRef("", provider_call_id))
         except ProviderError as err:
-            log.warning("hanging up a rejected inbound call failed: %s", err.message)
+            log.warning("hanging up %s failed: %s", what, err.message)
+
+    def _orphaned(self, rec: CallRecord, ch: Changes, ev: ProviderEvent) -> None:
+        """The provider reports live a call that already ended here: most often a dial whose
+        answer never came back (a timeout), so the call was reported FAILED while the provider
+        went on to ring it. Left alone it would ring, speak a notify message nobody was told
+        about, or sit open; it is hung up and the call's log says so."""
+        pid = ev.provider_call_id or ""
+        if not self._hang_up_unwanted(pid, f"call {rec.call_id} after it ended here"):
+            return
+        log.warning(
+            "the provider reports call %s live (%s) after it ended here (%s); hanging it up",
+            rec.call_id,
+            ev.type.value,
+            rec.end_reason.value if rec.end_reason else "ended",
+        )
+        ch.event(
+            EventKind.ERROR,
+            {"message": f"the provider reported this call live ({ev.type.value}) after it ended; hung it up"},
+        )
 
     def _adopt(self, ev: ProviderEvent) -> CallRecord:
         inbound = ev.direction is Direction.INBOUND

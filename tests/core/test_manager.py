@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from providers.base import CallMode, Direction, EndReason, EventType, ProviderEvent
+from providers.base import (
+    CallMode,
+    DialRequest,
+    DialResult,
+    Direction,
+    EndReason,
+    EventType,
+    ProviderError,
+    ProviderErrorKind,
+    ProviderEvent,
+)
 from providers.mock import MockProvider as MockProviderBase
+from providers.mock import MockSettings
+from voicecall_server.bus import EventBus
 from voicecall_server.domain import CallRecord, CallState, EventKind, Speaker
 from voicecall_server.errors import CallError, Reason
 from voicecall_server.inbound import InboundPolicy
+from voicecall_server.manager import CallManager
+from voicecall_server.store import Store
 
 from .conftest import FAST, HarnessFactory
 
@@ -313,3 +328,45 @@ async def test_end_keeps_its_reason_when_the_provider_reports_completed_first(
     ended = await h.manager.end(rec.call_id)
     assert ended.state is CallState.HANGUP_BOT
     assert ended.end_reason is EndReason.HANGUP_BOT
+
+
+class TimingOutDialProvider(MockProviderBase):
+    """The create request times out here, yet the provider placed the call (the worst case)."""
+
+    async def dial(self, request: DialRequest) -> DialResult:
+        raise ProviderError(ProviderErrorKind.UNAVAILABLE, "the provider did not answer in time")
+
+
+async def test_a_call_the_provider_reports_live_after_it_failed_here_is_hung_up_once(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "s")
+    provider = TimingOutDialProvider(MockSettings())
+    manager = CallManager(FAST, store, EventBus(), provider)
+    await provider.start(manager.handle_events, "http://127.0.0.1/voice/webhook")
+    await manager.start()
+    try:
+        with pytest.raises(CallError):
+            await manager.initiate(to_number="+15551230001", message="Build failed", mode=CallMode.NOTIFY)
+        (rec,) = store.list_calls(live_only=False, limit=10, before=None)
+        assert rec.state is CallState.FAILED
+        # Its status callbacks name the call (callId), so they find the failed record.
+        for event in (EventType.RINGING, EventType.ANSWERED):
+            await manager.handle_events([ProviderEvent(event, "CA-orphan", rec.call_id)])
+        await asyncio.sleep(0.05)
+        assert provider.hangups == ["CA-orphan"]
+        after = manager.get(rec.call_id)
+        assert after.state is CallState.FAILED and after.provider_call_id == "CA-orphan"
+        errors = [
+            e.data["message"] for e in store.events_after(0, call_id=rec.call_id) if e.kind is EventKind.ERROR
+        ]
+        assert any("hung it up" in m for m in errors)
+        # The provider's own end of the call changes nothing and hangs up nothing more.
+        await manager.handle_events(
+            [ProviderEvent(EventType.ENDED, "CA-orphan", rec.call_id, end_reason=EndReason.COMPLETED)]
+        )
+        assert provider.hangups == ["CA-orphan"] and manager.get(rec.call_id).state is CallState.FAILED
+    finally:
+        await manager.aclose()
+        await provider.aclose()
+        store.close()
