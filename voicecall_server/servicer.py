@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -16,6 +17,7 @@ from voicecall_client.v1 import voicecall_service_pb2 as pb
 from voicecall_client.v1 import voicecall_service_pb2_grpc as pb_grpc
 
 from .bus import EventBus, SubscriberOverflow
+from .domain import CallEvent
 from .errors import ERROR_DOMAIN, CallError, Reason
 from .manager import CallManager
 from .store import Store
@@ -25,6 +27,7 @@ log = logging.getLogger("voicecall.rpc")
 T = TypeVar("T")
 MAX_MESSAGE_CHARS = 4096
 REPLAY_PAGE = 500
+LIVE_MESSAGE_CACHE = 1024
 
 
 def _status_for(err: CallError) -> status_pb2.Status:
@@ -52,6 +55,18 @@ class VoiceCallServicer(pb_grpc.VoiceCallServiceServicer):
         self.store = store
         self.bus = bus
         self.shutting_down = asyncio.Event()
+        self._live_messages: OrderedDict[int, pb.TailResponse] = OrderedDict()
+
+    def _live_message(self, ev: CallEvent) -> pb.TailResponse:
+        """One message per live event, shared by every subscriber it fans out to (a thousand Tail
+        streams would otherwise each build the same one). Never mutated once built."""
+        message = self._live_messages.get(ev.sequence)
+        if message is None:
+            message = pb.TailResponse(event=event_to_pb(ev))
+            self._live_messages[ev.sequence] = message
+            if len(self._live_messages) > LIVE_MESSAGE_CACHE:
+                self._live_messages.popitem(last=False)
+        return message
 
     async def _run(self, context: grpc.aio.ServicerContext[Any, Any], op: Callable[[], Awaitable[T]]) -> T:
         # Whatever the RPC changed (a failed dial's record too) is on disk before it answers.
@@ -195,5 +210,5 @@ class VoiceCallServicer(pb_grpc.VoiceCallServiceServicer):
                     raise
                 if ev.sequence <= last:
                     continue
-                yield pb.TailResponse(event=event_to_pb(ev))
+                yield self._live_message(ev)
                 last = ev.sequence
