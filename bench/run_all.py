@@ -158,8 +158,8 @@ async def webhook_section(args: argparse.Namespace, result: dict[str, Any], tmp:
         for rate in args.webhook_rates:
             # Status callbacks arrive on the statusCallback URL the provider registers (`type=status`).
             status_url = f"{vc.webhook_url}?type=status"
-            hooks.append(await webhook_rate(status_url, call_sids, rate, 3.0, vc.sidecar.pid, seq))
-            seq += int(rate * 3.0)
+            hooks.append(await webhook_rate(status_url, call_sids, rate, 5.0, vc.sidecar.pid, seq))
+            seq += int(rate * 5.0)
             print(f"  {rate}/s: {hooks[-1]}", flush=True)
         result["webhooks"] = hooks
     finally:

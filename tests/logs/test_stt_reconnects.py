@@ -12,6 +12,7 @@ import pytest
 from tests.e2e.harness import Running, make_config, start
 from tests.metrics.test_metrics import sample, scrape
 from tests.voice.fakes_openai_realtime import FakeRealtimeServer, eventually
+from voicecall_server.media.voice import StreamVoice
 from voicecall_server.voice.stt import RealtimeTranscriber
 
 METRIC = "voicecall_stt_reconnects_total"
@@ -109,3 +110,19 @@ async def test_metric_uses_the_voice_stacks_retired_total_when_it_keeps_one(serv
     voice = types.SimpleNamespace(_stt={"a": live, "b": unknown}, stt_reconnects_retired=5)
     server.sidecar.bridge = types.SimpleNamespace(voice=voice)
     assert await reconnects(server) == 7
+
+
+async def test_the_voice_stack_keeps_the_reconnects_of_ended_calls() -> None:
+    class Ended:
+        reconnects = 3
+
+        async def aclose(self) -> None:
+            pass
+
+    voice = StreamVoice(None, None, None, None)  # type: ignore[arg-type]
+    voice._stt["call-1"] = Ended()  # type: ignore[assignment]
+    voice._stt["call-2"] = Ended()  # type: ignore[assignment]
+    await voice.detach(types.SimpleNamespace(call_id="call-1"))  # type: ignore[arg-type]
+    assert voice.stt_reconnects_retired == 3  # call-1's count outlives its transcriber
+    await voice.aclose()
+    assert voice.stt_reconnects_retired == 6

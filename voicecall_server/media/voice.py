@@ -86,6 +86,8 @@ class StreamVoice:
         self.caller_speech: dict[str, CallerSpeechEnd] = {}
         self._speech_stopped: dict[str, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.stt_reconnects_retired = 0
+        """Reconnect attempts of transcribers whose calls have ended (the metric adds live ones)."""
 
     def first_audio_at(self, call_id: str) -> float | None:
         return self.first_audio.get(call_id)
@@ -166,6 +168,7 @@ class StreamVoice:
             await playback.close()
         if stt is not None:
             await stt.aclose()
+            self.stt_reconnects_retired += stt.reconnects
 
     async def say(self, session: StreamSession, text: str) -> str | None:
         """What the caller heard; None when the stream cannot play it (use the provider's voice)."""
@@ -195,7 +198,9 @@ class StreamVoice:
             playback = self._playbacks.pop(call_id)
             await playback.close()
         for call_id in list(self._stt):
-            await self._stt.pop(call_id).aclose()
+            stt = self._stt.pop(call_id)
+            await stt.aclose()
+            self.stt_reconnects_retired += stt.reconnects
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
