@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 BUF    := node_modules/.bin/buf
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test ci lint fmt proto proto-check buf-lint buf-breaking typecheck bench soak clean install docs
+.PHONY: run test ci lint fmt proto proto-check buf-lint buf-breaking typecheck bench fuzz soak clean install docs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -70,6 +70,9 @@ ci: lint typecheck proto-check buf-breaking test
 
 bench: $(STAMP)
 	$(PY) -m bench.run_all
+
+fuzz: $(STAMP)
+	$(PY) -m bench.fuzz --all-modules -max_total_time=$(or $(FUZZ_SECONDS),300)
 
 soak: $(STAMP)
 	$(PY) -m bench.soak --minutes $(or $(MINUTES),5)

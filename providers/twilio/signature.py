@@ -116,6 +116,23 @@ def verify(
     caller reconstructed). ``params`` are the form fields in form order (empty for JSON bodies)."""
     if not signature:
         return Verification(ok=False, reason=MISSING_HEADER, checked_url=url)
+    try:
+        return _verify(auth_token, url, variants, params, signature, body, content_type)
+    except ValueError:
+        # urlsplit refuses some hosts (an unclosed "[" reads as a broken IPv6 literal): a URL we
+        # cannot even parse cannot be the one Twilio signed.
+        return Verification(ok=False, reason=f"Unparseable webhook URL: {url}", checked_url=url)
+
+
+def _verify(
+    auth_token: str,
+    url: str,
+    variants: Sequence[str],
+    params: Sequence[tuple[str, str]],
+    signature: str,
+    body: bytes,
+    content_type: str,
+) -> Verification:
     query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
     signed_params: Sequence[tuple[str, str]] = params
     if "bodySHA256" in query or content_type.split(";")[0].strip().lower() == "application/json":

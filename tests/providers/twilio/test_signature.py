@@ -62,6 +62,13 @@ def test_tampering_fails_and_names_the_url() -> None:
     assert not verify(TOKEN, URL, (), PARAMS, "invalid 王").ok
 
 
+def test_an_unparseable_url_is_refused_not_raised() -> None:
+    # Found by coverage-guided fuzzing (bench/fuzz.py): urlsplit raises on an unclosed IPv6 bracket.
+    bad = verify(TOKEN, "https://[mycompany.com/myapp.php", ("https://[other/",), PARAMS, DOCUMENTED)
+    assert not bad.ok
+    assert bad.reason == "Unparseable webhook URL: https://[mycompany.com/myapp.php"
+
+
 def test_missing_header() -> None:
     result = verify(TOKEN, URL, (), PARAMS, "")
     assert not result.ok
