@@ -143,10 +143,15 @@ def verify(request: WebhookRequest, auth_token: str, *, skip: bool = False) -> V
             checked_url=request.url,
         )
     headers = request.headers
-    if headers.get(V3_HEADER):
-        return _verify_v3(request, auth_token)
-    if headers.get(V2_HEADER):
-        return _verify_v2(request, auth_token)
+    try:
+        if headers.get(V3_HEADER):
+            return _verify_v3(request, auth_token)
+        if headers.get(V2_HEADER):
+            return _verify_v2(request, auth_token)
+    except ValueError:
+        # urlsplit refuses some hosts (an unclosed "[" reads as a broken IPv6 literal): a URL we
+        # cannot even parse cannot be the one Plivo signed.
+        return Verification(False, reason=f"Unparseable webhook URL: {request.url}", checked_url=request.url)
     return Verification(False, reason="Missing Plivo signature headers (V3 or V2)", checked_url=request.url)
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import string
@@ -254,3 +255,12 @@ def _with(
         url_variants=variants,
         query_items=req.query_items,
     )
+
+
+def test_an_unparseable_url_is_refused_not_raised() -> None:
+    # Found by coverage-guided fuzzing (bench/fuzz.py): urlsplit raises on an unclosed IPv6 bracket.
+    good = signed_callback(URL, {"CallUUID": "u-1"})
+    broken = dataclasses.replace(good, url="https://[voice.example.com/voice/webhook")
+    result = verify(broken, AUTH_TOKEN)
+    assert not result.ok
+    assert result.reason == "Unparseable webhook URL: https://[voice.example.com/voice/webhook"
