@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--config",
-        default=os.environ.get("VOICECALL_CONFIG"),
+        default=os.environ.get("VOICECALL_CONFIG") or None,  # set but empty: no file
         help="JSON5 config file (env VOICECALL_CONFIG)",
     )
     p.add_argument(

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from voicecall_server.app import tune_garbage_collector
-from voicecall_server.main import loop_factory
+from voicecall_server.main import loop_factory, main
 
 SERVER = Path(sys.executable).with_name("voicecall-server")
 READ_TIMEOUT_S = 30.0  # only stops a broken start from hanging the test
@@ -183,3 +183,11 @@ def test_the_collector_is_tuned_once_the_sidecar_serves() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_an_empty_voicecall_config_means_no_file(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("VOICECALL_CONFIG", "")
+    assert main(["--check-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["provider"] == "mock"
