@@ -275,3 +275,29 @@ def test_text_frames_use_the_length_forms_of_rfc_6455() -> None:
     assert text_frame(short) == b"\x81\x7d" + short.encode()
     assert text_frame(medium) == b"\x81\x7e\x00\x7e" + medium.encode()
     assert text_frame(long) == b"\x81\x7f" + (65536).to_bytes(8, "big") + long.encode()
+
+
+async def test_nothing_is_written_after_the_close_frame(env: Env) -> None:
+    rec = await live_call(env)
+    sessions: list[StreamSession] = []
+    env.media.on_session_start = sessions.append
+    async with env.session.ws_connect(env.url) as ws:
+        await ws.send_str(start_frame(rec.provider_call_id or "", rec.stream_token or ""))
+        for _ in range(100):
+            if sessions:
+                break
+            await asyncio.sleep(0.01)
+        (session,) = sessions
+        session.send_frame(b"\xff" * 160)
+        closing = asyncio.create_task(env.media.aclose())  # shutdown: a close frame to every socket
+        await asyncio.sleep(0)
+        session.send_frame(b"\xff" * 160)  # the pacer's next tick, after the close frame went out
+        assert session.closed
+        kinds = []
+        while True:
+            msg = await asyncio.wait_for(ws.receive(), 3)
+            kinds.append(msg.type)
+            if msg.type is not WSMsgType.TEXT:
+                break
+        assert kinds == [WSMsgType.TEXT, WSMsgType.CLOSE]  # one frame, then the close: nothing after
+        await closing

@@ -85,7 +85,9 @@ class StreamSession:
         if self.closed:
             return
         transport = self._transport
-        if transport is None or transport.is_closing():
+        # ws.closed turns true when either side starts the closing handshake: no data frame may
+        # follow a close frame (RFC 6455 5.5.1), so nothing is written after it.
+        if transport is None or transport.is_closing() or self.ws.closed:
             self.closed = True
             return
         if transport.get_write_buffer_size() > self._limit:
