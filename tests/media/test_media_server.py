@@ -93,6 +93,18 @@ def start_frame(call_sid: str, token: str, stream_sid: str = "MZ1") -> str:
     )
 
 
+async def started_session(env: Env, rec: CallRecord, ws: aiohttp.ClientWebSocketResponse) -> StreamSession:
+    """Send the call's ``start`` frame on ``ws`` and return the session the server accepted."""
+    sessions: list[StreamSession] = []
+    env.media.on_session_start = sessions.append
+    await ws.send_str(start_frame(rec.provider_call_id or "", rec.stream_token or ""))
+    for _ in range(100):
+        if sessions:
+            return sessions[0]
+        await asyncio.sleep(0.01)
+    raise AssertionError("the server never accepted the stream")
+
+
 async def closed_with(ws: aiohttp.ClientWebSocketResponse) -> int | None:
     msg = await asyncio.wait_for(ws.receive(), 3)
     assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
@@ -237,19 +249,8 @@ async def test_a_replayed_token_cannot_take_over_a_live_stream_but_a_reconnect_c
 async def test_a_stream_that_stops_draining_is_closed_not_buffered(env: Env) -> None:
     env.media.settings = dataclasses.replace(env.media.settings, max_buffered_bytes=8192)
     rec = await live_call(env)
-    sessions: list[StreamSession] = []
-
-    def attach(session: StreamSession) -> None:
-        sessions.append(session)
-
-    env.media.on_session_start = attach
     async with env.session.ws_connect(env.url) as ws:
-        await ws.send_str(start_frame(rec.provider_call_id or "", rec.stream_token or ""))
-        for _ in range(100):
-            if sessions:
-                break
-            await asyncio.sleep(0.01)
-        session = sessions[0]
+        session = await started_session(env, rec, ws)
         # The client reads nothing: once the kernel's socket buffers are full the transport's own
         # buffer grows, and the session gives up instead of holding the audio in memory.
         sent = 0
@@ -279,15 +280,8 @@ def test_text_frames_use_the_length_forms_of_rfc_6455() -> None:
 
 async def test_nothing_is_written_after_the_close_frame(env: Env) -> None:
     rec = await live_call(env)
-    sessions: list[StreamSession] = []
-    env.media.on_session_start = sessions.append
     async with env.session.ws_connect(env.url) as ws:
-        await ws.send_str(start_frame(rec.provider_call_id or "", rec.stream_token or ""))
-        for _ in range(100):
-            if sessions:
-                break
-            await asyncio.sleep(0.01)
-        (session,) = sessions
+        session = await started_session(env, rec, ws)
         session.send_frame(b"\xff" * 160)
         closing = asyncio.create_task(env.media.aclose())  # shutdown: a close frame to every socket
         await asyncio.sleep(0)
