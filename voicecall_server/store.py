@@ -159,7 +159,8 @@ _CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024
 
 
 class Store:
-    """SQLite-backed store. Use from one thread (the event loop's)."""
+    """SQLite-backed store. Reads and commits run on the event loop's thread; only the sync rounds
+    (fsync, and checkpoints on their own connection) run in a worker thread, one round at a time."""
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
