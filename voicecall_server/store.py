@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -177,6 +178,10 @@ class Store:
         # database file on the event loop; the sync rounds checkpoint in their thread instead.
         self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._checkpointer: sqlite3.Connection | None = None
+        # Held by a sync round while it checkpoints, and by close(): a round still running in its
+        # thread at shutdown finishes before the connections close, and none starts after.
+        self._checkpoint_lock = threading.Lock()
+        self._closed = False
         self._commits = 0
         self._synced = 0
         self._syncing: asyncio.Future[None] | None = None
@@ -189,8 +194,11 @@ class Store:
         if self._commits > self._synced:
             self._fsync()  # shutting down: waiting on the disk here costs nobody anything
             self._synced = self._commits
-        if self._checkpointer is not None:
-            self._checkpointer.close()
+        with self._checkpoint_lock:
+            self._closed = True
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
         self._db.close()  # the last connection to close checkpoints the WAL and removes it
 
     # -- durability -------------------------------------------------------------------------------
@@ -222,10 +230,13 @@ class Store:
             return
         if size < _CHECKPOINT_WAL_BYTES:
             return
-        if self._checkpointer is None:
-            self._checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._checkpointer.execute("PRAGMA busy_timeout=5000")
-        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        with self._checkpoint_lock:
+            if self._closed:
+                return
+            if self._checkpointer is None:
+                self._checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                self._checkpointer.execute("PRAGMA busy_timeout=5000")
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _sync_and_checkpoint(self) -> None:
         self._fsync()

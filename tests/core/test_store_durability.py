@@ -98,3 +98,22 @@ async def test_the_wal_is_checkpointed_by_the_sync_rounds_not_inside_a_commit(tm
         assert got is not None and got.metadata == {"blob": "0119" * 12_500}
     finally:
         store.close()
+
+
+async def test_closing_while_a_sync_round_checkpoints_is_safe(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s")
+    for i in range(120):  # past the checkpoint threshold, so the round will checkpoint
+        rec = record(f"c{i}")
+        rec.metadata = {"blob": f"{i:04d}" * 12_500}
+        store.commit(rec)
+    flushing = asyncio.create_task(store.flush())
+    await asyncio.sleep(0)  # the round is handed to its thread
+    store.close()  # shutdown does not wait for the loop: it must not pull the connection away
+    await flushing
+    assert store._checkpointer is None  # and the round did not open one after the close (a leak)
+    reopened = Store(tmp_path / "s")
+    try:
+        got = reopened.get_call("c119")
+        assert got is not None and got.metadata == {"blob": "0119" * 12_500}
+    finally:
+        reopened.close()
