@@ -127,9 +127,20 @@ def post_params(request: WebhookRequest) -> list[tuple[str, str]]:
     return parse_qsl(text, keep_blank_values=True)
 
 
+def _parses(url: str) -> bool:
+    # urlparse refuses some hosts (an unclosed "[" reads as a broken IPv6 literal).
+    try:
+        urlparse(url)
+    except ValueError:
+        return False
+    return True
+
+
 def _urls(request: WebhookRequest) -> list[str]:
+    """The URLs a signature may cover: the request's own (checked parseable by ``verify``) and the
+    parseable variants the listener reconstructed."""
     urls = [request.url]
-    urls.extend(u for u in request.url_variants if u not in urls)
+    urls.extend(u for u in request.url_variants if u not in urls and _parses(u))
     return urls
 
 
@@ -143,16 +154,16 @@ def verify(request: WebhookRequest, auth_token: str, *, skip: bool = False) -> V
             checked_url=request.url,
         )
     headers = request.headers
-    try:
-        if headers.get(V3_HEADER):
-            return _verify_v3(request, auth_token)
-        if headers.get(V2_HEADER):
-            return _verify_v2(request, auth_token)
-    except ValueError:
-        # urlsplit refuses some hosts (an unclosed "[" reads as a broken IPv6 literal): a URL we
-        # cannot even parse cannot be the one Plivo signed.
+    if not headers.get(V3_HEADER) and not headers.get(V2_HEADER):
+        return Verification(
+            False, reason="Missing Plivo signature headers (V3 or V2)", checked_url=request.url
+        )
+    if not _parses(request.url):
+        # A URL we cannot even parse cannot be the one Plivo signed.
         return Verification(False, reason=f"Unparseable webhook URL: {request.url}", checked_url=request.url)
-    return Verification(False, reason="Missing Plivo signature headers (V3 or V2)", checked_url=request.url)
+    if headers.get(V3_HEADER):
+        return _verify_v3(request, auth_token)
+    return _verify_v2(request, auth_token)
 
 
 def _verify_v3(request: WebhookRequest, auth_token: str) -> Verification:

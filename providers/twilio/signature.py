@@ -117,23 +117,12 @@ def verify(
     if not signature:
         return Verification(ok=False, reason=MISSING_HEADER, checked_url=url)
     try:
-        return _verify(auth_token, url, variants, params, signature, body, content_type)
+        parts = urlsplit(url)
     except ValueError:
         # urlsplit refuses some hosts (an unclosed "[" reads as a broken IPv6 literal): a URL we
-        # cannot even parse cannot be the one Twilio signed.
+        # cannot even parse cannot be the one Twilio signed. (url_candidates skips such variants.)
         return Verification(ok=False, reason=f"Unparseable webhook URL: {url}", checked_url=url)
-
-
-def _verify(
-    auth_token: str,
-    url: str,
-    variants: Sequence[str],
-    params: Sequence[tuple[str, str]],
-    signature: str,
-    body: bytes,
-    content_type: str,
-) -> Verification:
-    query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
     signed_params: Sequence[tuple[str, str]] = params
     if "bodySHA256" in query or content_type.split(";")[0].strip().lower() == "application/json":
         expected = query.get("bodySHA256", "")

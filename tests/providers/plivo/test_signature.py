@@ -264,3 +264,13 @@ def test_an_unparseable_url_is_refused_not_raised() -> None:
     result = verify(broken, AUTH_TOKEN)
     assert not result.ok
     assert result.reason == "Unparseable webhook URL: https://[voice.example.com/voice/webhook"
+
+
+def test_an_unparseable_url_variant_is_skipped() -> None:
+    # Signed for URL, received as another form of it: the verifier walks the variants past the
+    # broken one to the signed one.
+    good = signed_callback(URL, {"CallUUID": "u-1"})
+    received = URL.replace("voice.example.com", "voice.example.com:443")
+    variants = ("https://[voice.example.com/voice/webhook", URL)
+    result = verify(dataclasses.replace(good, url=received, url_variants=variants), AUTH_TOKEN)
+    assert result.ok and result.checked_url == URL
