@@ -44,15 +44,7 @@ with atheris.instrument_imports(include=["providers", "voicecall_server"]):
 URL = "https://voice.example.test/voice/webhook"
 OK = Verification(ok=True, replay_key="k")
 KEY = Ed25519PrivateKey.generate().public_key()
-SIGNATURE_HEADERS = (
-    "x-twilio-signature",
-    "telnyx-signature-ed25519",
-    "telnyx-timestamp",
-    "x-plivo-signature-v3",
-    "x-plivo-signature-v3-nonce",
-    "x-plivo-signature-v2",
-    "x-plivo-signature-v2-nonce",
-)
+SIGNATURE_HEADERS = (*twilio_sig.HEADERS, *telnyx_sig.HEADERS, *plivo_sig.HEADERS)
 
 
 def _request(
@@ -120,7 +112,7 @@ def signature_target(data: bytes) -> None:
         for _ in range(fdp.ConsumeIntInRange(0, 6))
     ]
     body = fdp.ConsumeBytes(fdp.remaining_bytes())
-    signature = headers.get("x-twilio-signature", "")
+    signature = headers.get(twilio_sig.SIGNATURE_HEADER, "")
     assert not twilio_sig.verify("token", url, (), fields, signature, body).ok
     assert not telnyx_sig.verify(KEY, headers, body).ok
     # The URL is whatever the listener reconstructed from the request's own headers.

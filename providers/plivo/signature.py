@@ -26,6 +26,8 @@ V3_HEADER = "x-plivo-signature-v3"
 V3_NONCE = "x-plivo-signature-v3-nonce"
 V2_HEADER = "x-plivo-signature-v2"
 V2_NONCE = "x-plivo-signature-v2-nonce"
+HEADERS = (V3_HEADER, V3_NONCE, V2_HEADER, V2_NONCE)
+"""Every request header this verifier reads."""
 MAX_SIGNATURES = 8
 """Plivo lists one signature per active token during a rotation; more than this is not Plivo."""
 

@@ -23,6 +23,8 @@ from ..base import Verification
 
 SIGNATURE_HEADER = "telnyx-signature-ed25519"
 TIMESTAMP_HEADER = "telnyx-timestamp"
+HEADERS = (SIGNATURE_HEADER, TIMESTAMP_HEADER)
+"""Every request header this verifier reads."""
 MAX_SKEW_S = 300
 MISSING_HEADERS = "Missing telnyx-signature-ed25519 or telnyx-timestamp header"
 MISSING_KEY = "Missing Telnyx public key (telnyx.publicKey)"

@@ -64,7 +64,7 @@ _TERMINAL = {
 class TwilioProvider:
     name = "twilio"
     speaks_pending_in_reply = True
-    signature_headers: tuple[str, ...] = ("x-twilio-signature",)
+    signature_headers: tuple[str, ...] = (signature.SIGNATURE_HEADER,)
 
     def __init__(self, settings: TwilioSettings) -> None:
         self.settings = settings
@@ -222,7 +222,7 @@ class TwilioProvider:
             request.url,
             request.url_variants,
             params,
-            request.headers.get("x-twilio-signature", ""),
+            request.headers.get(signature.SIGNATURE_HEADER, ""),
             request.body,
             request.headers.get("content-type", ""),
         )

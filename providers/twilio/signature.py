@@ -19,6 +19,9 @@ from ..base import Verification
 
 _DEFAULT_PORT = {"https": 443, "http": 80, "wss": 443, "ws": 80}
 _NGROK_FREE_SUFFIXES = (".ngrok-free.app", ".ngrok-free.dev", ".ngrok.io", ".ngrok.app")
+SIGNATURE_HEADER = "x-twilio-signature"
+HEADERS = (SIGNATURE_HEADER,)
+"""Every request header this verifier reads."""
 MISSING_HEADER = "Missing X-Twilio-Signature header"
 
 

@@ -46,6 +46,7 @@ from ..base import (
     WebhookRequest,
 )
 from . import twiml
+from .signature import SIGNATURE_HEADER
 from .voices import say_voice
 
 XML = "application/xml"
@@ -112,7 +113,7 @@ def _confidence(value: str | None) -> float:
 def _fallback_key(request: WebhookRequest, form: Mapping[str, str]) -> str:
     q = request.query
     parts = [
-        request.headers.get("x-twilio-signature", ""),
+        request.headers.get(SIGNATURE_HEADER, ""),
         form.get("CallSid", ""),
         form.get("CallStatus", ""),
         form.get("Direction", ""),

@@ -211,16 +211,7 @@ KEY = Ed25519PrivateKey.generate()
     url=st.text(max_size=40),
     body=st.binary(max_size=64),
     headers=st.dictionaries(
-        st.sampled_from(
-            [
-                "telnyx-signature-ed25519",
-                "telnyx-timestamp",
-                "x-plivo-signature-v3",
-                "x-plivo-signature-v3-nonce",
-                "x-plivo-signature-v2",
-                "x-plivo-signature-v2-nonce",
-            ]
-        ),
+        st.sampled_from([*telnyx_sig.HEADERS, *plivo_sig.HEADERS]),
         st.text(max_size=30),
     ),
 )
