@@ -45,7 +45,6 @@ class SidecarCollector(Collector):
 
     def __init__(self, sidecar: Sidecar) -> None:
         self.sidecar = sidecar
-        self.stt = SttReconnects()
 
     def collect(self) -> Iterable[Metric]:
         sc = self.sidecar
@@ -75,7 +74,7 @@ class SidecarCollector(Collector):
         stt = CounterMetricFamily(
             "voicecall_stt_reconnects", "Speech recognition reconnect attempts.", labels=["provider"]
         )
-        stt.add_metric([provider], self.stt.total(sc))
+        stt.add_metric([provider], stt_reconnects(sc))
         yield stt
         subs = GaugeMetricFamily("voicecall_tail_subscribers", "Live Tail subscribers on the event bus.")
         subs.add_metric([], sc.bus.subscriber_count)
@@ -139,28 +138,15 @@ class SidecarCollector(Collector):
             yield g
 
 
-class SttReconnects:
-    """A monotonic total of the transcribers' ``reconnects`` (duck-typed: 0 where absent).
-
-    Transcribers leave the voice stack when their call ends, so a plain sum would fall. Those seen
-    at the previous scrape are held until this one and their final count is kept; one that lives
-    and dies between two scrapes is missed unless the voice stack keeps ``stt_reconnects_retired``.
-    """
-
-    def __init__(self) -> None:
-        self._retired = 0
-        self._seen: dict[int, object] = {}
-
-    def total(self, sidecar: Sidecar) -> int:
-        voice = getattr(sidecar.bridge, "voice", None)
-        live: list[object] = list(getattr(voice, "_stt", {}).values())
-        retired = getattr(voice, "stt_reconnects_retired", None)
-        if isinstance(retired, int):
-            return retired + sum(_reconnects(t) for t in live)
-        now = {id(t): t for t in live}
-        self._retired += sum(_reconnects(t) for key, t in self._seen.items() if key not in now)
-        self._seen = now  # strong references: an id cannot be reused while it is held here
-        return self._retired + sum(_reconnects(t) for t in live)
+def stt_reconnects(sidecar: Sidecar) -> int:
+    """The transcribers' reconnect attempts: the voice stack's ended calls (it keeps their total,
+    so the sum never falls when a call ends) plus its live ones. 0 without a voice stack."""
+    voice = getattr(sidecar.bridge, "voice", None)
+    if voice is None:
+        return 0
+    retired = getattr(voice, "stt_reconnects_retired", 0)
+    live: list[object] = list(getattr(voice, "_stt", {}).values())
+    return (retired if isinstance(retired, int) else 0) + sum(_reconnects(t) for t in live)
 
 
 def _reconnects(transcriber: object) -> int:

@@ -81,14 +81,19 @@ def size(path: Path | str) -> int:
     return os.stat(path).st_size
 
 
+def commit_past_the_checkpoint_threshold(store: Store) -> None:
+    """~6 MB of WAL in 120 commits: past the sync rounds' 4 MB and SQLite's 1,000-page default."""
+    for i in range(120):
+        rec = record(f"c{i}")
+        rec.metadata = {"blob": f"{i:04d}" * 12_500}
+        store.commit(rec)
+
+
 async def test_the_wal_is_checkpointed_by_the_sync_rounds_not_inside_a_commit(tmp_path: Path) -> None:
     store = Store(tmp_path / "s")
     try:
         db_size = size(store.path)
-        for i in range(120):  # ~6 MB of WAL: well past SQLite's 1,000-page autocheckpoint
-            rec = record(f"c{i}")
-            rec.metadata = {"blob": f"{i:04d}" * 12_500}
-            store.commit(rec)
+        commit_past_the_checkpoint_threshold(store)
         # A checkpoint copies pages into the database file (and syncs it): none ran on this thread.
         assert size(store.path) == db_size
         assert size(f"{store.path}-wal") > 4 * 1024 * 1024
@@ -102,10 +107,7 @@ async def test_the_wal_is_checkpointed_by_the_sync_rounds_not_inside_a_commit(tm
 
 async def test_closing_while_a_sync_round_checkpoints_is_safe(tmp_path: Path) -> None:
     store = Store(tmp_path / "s")
-    for i in range(120):  # past the checkpoint threshold, so the round will checkpoint
-        rec = record(f"c{i}")
-        rec.metadata = {"blob": f"{i:04d}" * 12_500}
-        store.commit(rec)
+    commit_past_the_checkpoint_threshold(store)  # so the round will checkpoint
     flushing = asyncio.create_task(store.flush())
     await asyncio.sleep(0)  # the round is handed to its thread
     store.close()  # shutdown does not wait for the loop: it must not pull the connection away

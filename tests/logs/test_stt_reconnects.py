@@ -86,8 +86,9 @@ async def test_metric_sums_live_transcribers_and_never_falls(
     server: Running, fake: FakeRealtimeServer, transcribers: list[RealtimeTranscriber]
 ) -> None:
     assert await reconnects(server) == 0  # no voice stack (mock provider): the series is still there
-    stt_map: dict[str, RealtimeTranscriber] = {}
-    server.sidecar.bridge = types.SimpleNamespace(voice=types.SimpleNamespace(_stt=stt_map))
+    voice = StreamVoice(None, None, None, None)  # type: ignore[arg-type]
+    stt_map = voice._stt
+    server.sidecar.bridge = types.SimpleNamespace(voice=voice)
     first = transcriber(fake, transcribers)
     fake.refuse(2, status=503)
     await first.start()
@@ -98,9 +99,9 @@ async def test_metric_sums_live_transcribers_and_never_falls(
     second.reconnects = 1  # counts kept by a transcriber the metric has not seen yet
     stt_map["call-2"] = second
     assert await reconnects(server) == 3
-    del stt_map["call-1"]  # the call ended: its transcriber leaves the voice stack
-    assert await reconnects(server) == 3
-    del stt_map["call-2"]
+    await voice.detach(types.SimpleNamespace(call_id="call-1"))  # type: ignore[arg-type]
+    assert await reconnects(server) == 3  # the call ended: its transcriber left the voice stack
+    await voice.detach(types.SimpleNamespace(call_id="call-2"))  # type: ignore[arg-type]
     assert await reconnects(server) == 3
 
 

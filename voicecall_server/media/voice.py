@@ -167,8 +167,11 @@ class StreamVoice:
         if playback is not None:
             await playback.close()
         if stt is not None:
-            await stt.aclose()
-            self.stt_reconnects_retired += stt.reconnects
+            await self._retire(stt)
+
+    async def _retire(self, stt: RealtimeTranscriber) -> None:
+        await stt.aclose()
+        self.stt_reconnects_retired += stt.reconnects
 
     async def say(self, session: StreamSession, text: str) -> str | None:
         """What the caller heard; None when the stream cannot play it (use the provider's voice)."""
@@ -198,9 +201,7 @@ class StreamVoice:
             playback = self._playbacks.pop(call_id)
             await playback.close()
         for call_id in list(self._stt):
-            stt = self._stt.pop(call_id)
-            await stt.aclose()
-            self.stt_reconnects_retired += stt.reconnects
+            await self._retire(self._stt.pop(call_id))
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
