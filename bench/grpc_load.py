@@ -103,10 +103,15 @@ async def status_at_rate(
     }
 
 
-async def tail_fanout(target: str, subscribers: int, events_calls: int, pid: int | None) -> dict[str, Any]:
-    """``subscribers`` Tail streams on all calls; ``events_calls`` Initiates produce the events."""
+async def tail_fanout(
+    target: str, subscribers: int, events_calls: int, pid: int | None, max_batch: int = 0
+) -> dict[str, Any]:
+    """``subscribers`` Tail streams on all calls; ``events_calls`` Initiates produce the events.
+    ``max_batch`` > 1 lets the server coalesce events that are ready together (as the client
+    library asks); 0 is one message per event."""
     lat: list[float] = []
     received = 0
+    messages = 0
     channels = [grpc.aio.insecure_channel(target) for _ in range(8)]
     try:
         stubs = [pb_grpc.VoiceCallServiceStub(c) for c in channels]
@@ -116,18 +121,20 @@ async def tail_fanout(target: str, subscribers: int, events_calls: int, pid: int
         all_ready = asyncio.Event()
 
         async def sub(k: int) -> None:
-            nonlocal received, ready
-            stream = stubs[k % len(stubs)].Tail(pb.TailRequest())
+            nonlocal received, ready, messages
+            stream = stubs[k % len(stubs)].Tail(pb.TailRequest(max_batch=max_batch))
             ready += 1
             if ready == subscribers:
                 all_ready.set()
             try:
                 async for item in stream:
                     now = time.time()
-                    ev = item.event
-                    if ev.sequence > start_seq:
-                        lat.append((now - ev.event_time.ToDatetime().timestamp()) * 1000)
-                        received += 1
+                    messages += 1
+                    for ev in item.events or [item.event]:
+                        if ev.sequence > start_seq:
+                            sent = ev.event_time.seconds + ev.event_time.nanos / 1e9
+                            lat.append((now - sent) * 1000)
+                            received += 1
             except grpc.aio.AioRpcError:
                 pass
 
@@ -154,6 +161,8 @@ async def tail_fanout(target: str, subscribers: int, events_calls: int, pid: int
             await c.close()
     return {
         "subscribers": subscribers,
+        "max_batch": max_batch,
+        "messages": messages,
         "deliveries": received,
         "latency_ms": percentiles(lat),
         "server_cpu_pct_core": round(100 * (cpu1 - cpu0) / elapsed, 1),

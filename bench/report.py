@@ -96,8 +96,18 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             (
                 "gRPC: Tail to 1000 subscribers p99",
                 "<= 50 ms",
-                f"{p99} ms ({gt['deliveries']} deliveries)",
+                f"{p99} ms (max_batch {gt.get('max_batch', 0)}: {gt['deliveries']} events in "
+                f"{gt.get('messages', gt['deliveries'])} messages)",
                 _ok(p99 <= 50),
+            )
+        )
+    if gu := result.get("grpc_tail_unbatched"):
+        rows.append(
+            (
+                "gRPC: Tail, one event per message (max_batch 0)",
+                "(for comparison)",
+                f"p99 {gu['latency_ms']['p99']} ms",
+                "-",
             )
         )
     if sp := result.get("speech"):

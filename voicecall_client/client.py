@@ -25,6 +25,8 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 SERVER_DEFAULT_TURN_WAIT = 180.0
 CONTINUE_DEADLINE_MARGIN = 60.0
 
+# Events per Tail message the client accepts: a replay or a burst arrives in far fewer messages.
+TAIL_BATCH = 256
 TAIL_BACKOFF_INITIAL = 0.2
 TAIL_BACKOFF_MAX = 5.0
 
@@ -288,16 +290,19 @@ class VoiceCallClient:
         delay = TAIL_BACKOFF_INITIAL
         while True:
             call = self._stub().Tail(
-                pb.TailRequest(call_id=call_id, after_sequence=last), metadata=self._metadata
+                pb.TailRequest(call_id=call_id, after_sequence=last, max_batch=TAIL_BATCH),
+                metadata=self._metadata,
             )
             try:
                 async for response in call:
-                    event = response.event
-                    if event.sequence <= last:
-                        continue
-                    last = event.sequence
-                    delay = TAIL_BACKOFF_INITIAL
-                    yield event
+                    # A sidecar older than max_batch sends one event per message, in `event`.
+                    events = response.events or [response.event]
+                    for event in events:
+                        if event.sequence <= last:
+                            continue
+                        last = event.sequence
+                        delay = TAIL_BACKOFF_INITIAL
+                        yield event
                 return
             except grpc.aio.AioRpcError as exc:
                 err = from_rpc_error(exc)

@@ -45,6 +45,19 @@ class Subscription:
             raise asyncio.CancelledError
         return event
 
+    def ready(self, limit: int) -> list[CallEvent]:
+        """Up to ``limit`` events already queued, without waiting; an end-of-stream marker stays
+        queued for the next ``get``."""
+        out: list[CallEvent] = []
+        queue = self.queue
+        while len(out) < limit and not queue.empty():
+            event = queue.get_nowait()
+            if event is None:
+                queue.put_nowait(None)
+                break
+            out.append(event)
+        return out
+
     def close(self) -> None:
         self._bus._subscribers.discard(self)
         if self.queue.empty():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -27,6 +27,8 @@ log = logging.getLogger("voicecall.rpc")
 T = TypeVar("T")
 MAX_MESSAGE_CHARS = 4096
 REPLAY_PAGE = 500
+# The most events one batched Tail message carries (TailRequest.max_batch above it is capped).
+MAX_TAIL_BATCH = 1000
 LIVE_MESSAGE_CACHE = 1024
 
 
@@ -49,21 +51,30 @@ def _check_text(value: str, name: str) -> str:
     return value
 
 
+def _tail_message(events: Sequence[CallEvent], batched: bool) -> pb.TailResponse:
+    if batched:
+        return pb.TailResponse(events=[event_to_pb(ev) for ev in events])
+    (only,) = events
+    return pb.TailResponse(event=event_to_pb(only))
+
+
 class VoiceCallServicer(pb_grpc.VoiceCallServiceServicer):
     def __init__(self, manager: CallManager, store: Store, bus: EventBus) -> None:
         self.manager = manager
         self.store = store
         self.bus = bus
         self.shutting_down = asyncio.Event()
-        self._live_messages: OrderedDict[int, pb.TailResponse] = OrderedDict()
+        self._live_messages: OrderedDict[tuple[bool, tuple[int, ...]], pb.TailResponse] = OrderedDict()
 
-    def _live_message(self, ev: CallEvent) -> pb.TailResponse:
-        """One message per live event, shared by every subscriber it fans out to (a thousand Tail
-        streams would otherwise each build the same one). Never mutated once built."""
-        message = self._live_messages.get(ev.sequence)
+    def _live_message(self, events: list[CallEvent], batched: bool) -> pb.TailResponse:
+        """One message per live event (or batch of events), shared by every subscriber it fans
+        out to: a burst reaches most subscribers as the same batch, and a thousand Tail streams
+        would otherwise each build the same message. Never mutated once built."""
+        key = (batched, tuple(ev.sequence for ev in events))
+        message = self._live_messages.get(key)
         if message is None:
-            message = pb.TailResponse(event=event_to_pb(ev))
-            self._live_messages[ev.sequence] = message
+            message = _tail_message(events, batched)
+            self._live_messages[key] = message
             if len(self._live_messages) > LIVE_MESSAGE_CACHE:
                 self._live_messages.popitem(last=False)
         return message
@@ -182,19 +193,22 @@ class VoiceCallServicer(pb_grpc.VoiceCallServiceServicer):
             assert rec is not None
             call_id = rec.call_id
         last = request.after_sequence
+        batch = min(request.max_batch, MAX_TAIL_BATCH) or 1
+        batched = batch > 1
         # Subscribe before replaying: anything committed from now on is queued, anything before is
         # in the log, and the sequence check drops what is both.
         with self.bus.subscribe(call_id) as sub:
             while True:
                 page = self.store.events_after(last, call_id=call_id, limit=REPLAY_PAGE)
-                for ev in page:
-                    yield pb.TailResponse(event=event_to_pb(ev))
-                    last = ev.sequence
+                for i in range(0, len(page), batch):
+                    chunk = page[i : i + batch]
+                    yield _tail_message(chunk, batched)
+                    last = chunk[-1].sequence
                 if len(page) < REPLAY_PAGE:
                     break
             while True:
                 try:
-                    ev = await sub.get()
+                    first = await sub.get()
                 except SubscriberOverflow:
                     await abort(
                         context,
@@ -208,7 +222,8 @@ class VoiceCallServicer(pb_grpc.VoiceCallServiceServicer):
                     if self.shutting_down.is_set():
                         await abort(context, CallError(Reason.SHUTTING_DOWN, "the sidecar is shutting down"))
                     raise
-                if ev.sequence <= last:
+                fresh = [ev for ev in (first, *sub.ready(batch - 1)) if ev.sequence > last]
+                if not fresh:
                     continue
-                yield self._live_message(ev)
-                last = ev.sequence
+                yield self._live_message(fresh, batched)
+                last = fresh[-1].sequence

@@ -43,6 +43,7 @@ class TailLeg:
     fail: Failure | None = None
     resend_from: int | None = None
     hold: bool = False
+    batch: int = 0  # above 1: up to this many events per message, in `events`, as max_batch asks
 
 
 @dataclass
@@ -156,14 +157,17 @@ class FakeVoiceCall(pb_grpc.VoiceCallServiceServicer):
         self.tail_started.set()
         leg = self.tail_legs.pop(0) if self.tail_legs else TailLeg()
         first = leg.resend_from if leg.resend_from is not None else request.after_sequence + 1
-        sent = 0
-        for event in self.events:
-            if event.sequence < first or (request.call_id and event.call_id != request.call_id):
-                continue
-            if leg.count is not None and sent >= leg.count:
-                break
-            yield pb.TailResponse(event=event)
-            sent += 1
+        picked = [
+            event
+            for event in self.events
+            if event.sequence >= first and not (request.call_id and event.call_id != request.call_id)
+        ][: leg.count]
+        if leg.batch > 1:
+            for i in range(0, len(picked), leg.batch):
+                yield pb.TailResponse(events=picked[i : i + leg.batch])
+        else:
+            for event in picked:
+                yield pb.TailResponse(event=event)
         if leg.fail is not None:
             await context.abort_with_status(make_status(leg.fail))
         if leg.hold:

@@ -11,6 +11,7 @@ from google.protobuf.json_format import MessageToDict
 from tests.client.cli_run import run
 from tests.client.fake_server import Failure, FakeVoiceCall, TailLeg
 from voicecall_client import VoiceCallClient
+from voicecall_client.client import TAIL_BATCH
 from voicecall_client.v1 import voicecall_service_pb2 as pb
 
 # --- tail ---------------------------------------------------------------------------------------------
@@ -55,7 +56,7 @@ def test_tail_human_format(capsys: pytest.CaptureFixture[str], target: str, fake
         '#17 2026-11-22T05:01:05.345Z 3f2a9c1e error "tts failed"',
         "#18 2026-11-22T05:01:06.345Z 3f2a9c1e state completed (end: hangup-bot)",
     ]
-    assert fake.of("Tail")[0].request == pb.TailRequest(call_id="", after_sequence=0)
+    assert fake.of("Tail")[0].request == pb.TailRequest(call_id="", after_sequence=0, max_batch=TAIL_BATCH)
 
 
 def test_tail_json_since_and_call_id(
@@ -69,7 +70,7 @@ def test_tail_json_since_and_call_id(
     lines = out.splitlines()
     assert [json.loads(line) for line in lines] == [MessageToDict(e) for e in events[-2:]]
     assert all(", " not in line and ": " not in line for line in lines)  # compact
-    assert fake.of("Tail")[0].request == pb.TailRequest(call_id=cid, after_sequence=16)
+    assert fake.of("Tail")[0].request == pb.TailRequest(call_id=cid, after_sequence=16, max_batch=TAIL_BATCH)
 
 
 def test_tail_reports_reconnects_on_stderr(

@@ -56,7 +56,24 @@ async def test_tail_starts_after_the_given_sequence(client: VoiceCallClient, fak
     fake.events = _events(6)
     got = [ev.sequence async for ev in client.tail(after_sequence=4)]
     assert got == [5, 6]
-    assert fake.of("Tail")[0].request == pb.TailRequest(call_id="", after_sequence=4)
+    assert fake.of("Tail")[0].request == pb.TailRequest(
+        call_id="", after_sequence=4, max_batch=client_module.TAIL_BATCH
+    )
+
+
+async def test_tail_unpacks_batches_and_resumes_after_the_last_event_yielded(
+    client: VoiceCallClient, fake: FakeVoiceCall
+) -> None:
+    fake.events = _events(10)
+    fake.tail_legs = [
+        # Two messages of three, then the stream drops in the middle of the burst.
+        TailLeg(count=6, batch=3, fail=Failure(grpc.StatusCode.UNAVAILABLE)),
+        # The server replays an overlap inside one batch: 5 and 6 are dropped, 7 on are new.
+        TailLeg(resend_from=5, batch=4),
+    ]
+    got = [ev.sequence async for ev in client.tail(after_sequence=0)]
+    assert got == list(range(1, 11))
+    assert [r.request.after_sequence for r in fake.of("Tail")] == [0, 6]
 
 
 async def test_tail_drops_events_at_or_below_the_resume_point(

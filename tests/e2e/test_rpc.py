@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from providers.base import DialRequest, DialResult, ProviderError, ProviderErrorKind
 from providers.mock import MockProvider, MockSettings
 from voicecall_client.v1 import voicecall_service_pb2 as pb
+from voicecall_server import servicer as servicer_module
 
 from .harness import Running, collect, error_reason, make_config, start
 
@@ -352,6 +353,75 @@ async def test_slow_tail_subscriber_is_cut_off_and_resumes(server: Running) -> N
     more = await collect(resumed, missing)
     resumed.cancel()
     assert [e.sequence for e in got + more] == [e.sequence for e in all_events]
+
+
+async def _messages(stream: AsyncIterator[pb.TailResponse], events: int) -> list[pb.TailResponse]:
+    """Whole Tail messages until ``events`` events (batched or not) have arrived."""
+    out: list[pb.TailResponse] = []
+
+    async def run() -> None:
+        seen = 0
+        async for item in stream:
+            out.append(item)
+            seen += len(item.events) or 1
+            if seen >= events:
+                return
+
+    await asyncio.wait_for(run(), 5.0)
+    return out
+
+
+async def _dtmf_burst(server: Running, call_id: str, n: int) -> None:
+    """``n`` events committed, and published, together."""
+    burst = [{"type": "call.dtmf", "callId": call_id, "digits": "5", "id": f"b{i}"} for i in range(n)]
+    async with aiohttp.ClientSession() as http:
+        async with http.post(server.webhook_url, json={"events": burst}) as reply:
+            assert reply.status == 200
+
+
+async def test_batched_tail_coalesces_a_burst_and_replays_in_batches(server: Running) -> None:
+    resp = await server.stub.Initiate(
+        pb.InitiateRequest(to_number=TO, message="Hi", mode=pb.CALL_MODE_CONVERSATION)
+    )
+    await server.wait_state(resp.call_id, pb.CALL_STATE_SPEAKING, pb.CALL_STATE_LISTENING)
+    before = server.sidecar.store.events_after(0, call_id=resp.call_id, limit=1000)
+    live = server.stub.Tail(
+        pb.TailRequest(call_id=resp.call_id, after_sequence=before[-1].sequence, max_batch=8)
+    )
+    # A subscriber waiting on the bus when a burst of 20 lands takes it in three messages.
+    replay = server.stub.Tail(pb.TailRequest(call_id=resp.call_id, max_batch=3))
+    assert [len(m.events) for m in await _messages(replay, len(before))] == [
+        min(3, len(before) - i) for i in range(0, len(before), 3)
+    ]
+    await asyncio.sleep(0.2)  # the live stream has reached the server and waits on the bus
+    await _dtmf_burst(server, resp.call_id, 20)
+    got = await _messages(live, 20)
+    live.cancel()
+    assert [len(m.events) for m in got] == [8, 8, 4]
+    assert not any(m.HasField("event") for m in got)
+    after = server.sidecar.store.events_after(before[-1].sequence, call_id=resp.call_id, limit=1000)
+    assert [e.sequence for m in got for e in m.events] == [e.sequence for e in after]
+    # Without max_batch, the same log is one event per message, as before.
+    single = server.stub.Tail(pb.TailRequest(call_id=resp.call_id, after_sequence=before[-1].sequence))
+    plain = await _messages(single, 20)
+    single.cancel()
+    assert all(not m.events and m.HasField("event") for m in plain)
+    assert [m.event.sequence for m in plain] == [e.sequence for e in after]
+
+
+async def test_tail_batches_are_capped(server: Running, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(servicer_module, "MAX_TAIL_BATCH", 4)
+    resp = await server.stub.Initiate(
+        pb.InitiateRequest(to_number=TO, message="Hi", mode=pb.CALL_MODE_CONVERSATION)
+    )
+    await server.wait_state(resp.call_id, pb.CALL_STATE_SPEAKING, pb.CALL_STATE_LISTENING)
+    await _dtmf_burst(server, resp.call_id, 10)
+    logged = server.sidecar.store.events_after(0, call_id=resp.call_id, limit=1000)
+    stream = server.stub.Tail(pb.TailRequest(call_id=resp.call_id, max_batch=4_000_000_000))
+    got = await _messages(stream, len(logged))
+    stream.cancel()
+    assert max(len(m.events) for m in got) == 4
+    assert [e.sequence for m in got for e in m.events] == [e.sequence for e in logged]
 
 
 async def test_initiate_while_shutting_down_is_unavailable(tmp_path: Path) -> None:

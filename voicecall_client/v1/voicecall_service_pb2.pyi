@@ -811,19 +811,27 @@ class TailRequest(_message.Message):
 
     CALL_ID_FIELD_NUMBER: _builtins.int
     AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    MAX_BATCH_FIELD_NUMBER: _builtins.int
     call_id: _builtins.str
     """call_id limits the stream to one call; empty means all calls."""
     after_sequence: _builtins.int
     """after_sequence resumes after the last sequence seen; 0 starts at the beginning of the log."""
+    max_batch: _builtins.int
+    """max_batch lets the server send up to this many events in one message (in
+    TailResponse.events) when they are ready together: a burst reaches many subscribers with
+    fewer messages, and a replay with far fewer. 0 or 1 keeps one event per message (in
+    TailResponse.event). Values above 1000 are treated as 1000.
+    """
     def __init__(
         self,
         *,
         call_id: _builtins.str = ...,
         after_sequence: _builtins.int = ...,
+        max_batch: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "call_id", b"call_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "call_id", b"call_id", "max_batch", b"max_batch"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -831,23 +839,31 @@ Global___TailRequest: _TypeAlias = TailRequest  # noqa: Y015
 
 @_typing.final
 class TailResponse(_message.Message):
-    """TailResponse carries one event."""
+    """TailResponse carries the next events in sequence order."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def event(self) -> Global___CallEvent:
-        """event is the next event in sequence order."""
+        """event is the next event, when the request's max_batch is 0 or 1."""
+
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___CallEvent]:
+        """events are the next events in sequence order (at least one, at most max_batch), when the
+        request's max_batch is above 1; event is then unset.
+        """
 
     def __init__(
         self,
         *,
         event: Global___CallEvent | None = ...,
+        events: _abc.Iterable[Global___CallEvent] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "events", b"events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
