@@ -14,6 +14,7 @@ from voicecall_server.voice.audio import (
     Resampler,
     UlawFramer,
     _design,
+    iter_frames,
     pcm16_to_ulaw,
     ulaw_to_pcm16,
 )
@@ -125,13 +126,12 @@ def test_framer_flush_with_nothing_pending_is_empty() -> None:
     assert framer.flush() == b""
 
 
-def test_pcm_to_ulaw_8k_frames_a_24k_stream() -> None:
+def test_pcm_to_ulaw_8k_converts_a_24k_stream_in_any_chunks() -> None:
     pcm = tone(1000, 24000, 0.5)
     conv = PcmToUlaw8k(24000)
-    frames: list[bytes] = []
-    for i in range(0, len(pcm), 777):
-        frames += conv.push(pcm[i : i + 777])
-    frames += conv.flush()
+    ulaw = b"".join(conv.push(pcm[i : i + 777]) for i in range(0, len(pcm), 777)) + conv.flush()
+    assert len(ulaw) == 4000  # 0.5 s at 8 kHz, one byte per sample
+    frames = list(iter_frames(ulaw))
     assert all(len(f) == FRAME_BYTES for f in frames)
     assert len(frames) == 25  # 0.5 s of 20 ms frames
     decoded = samples(ulaw_to_pcm16(b"".join(frames)))[200:-200]

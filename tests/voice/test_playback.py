@@ -43,6 +43,44 @@ async def result(utt: Utterance) -> PlaybackResult:
     return await asyncio.wait_for(utt, GUARD_S)  # awaiting the Utterance itself
 
 
+async def test_synthesis_reads_ahead_a_bounded_amount_and_playback_never_starves() -> None:
+    pacer = Pacer()
+    sink = FakeSink()
+    pb = Playback(sink, pacer, read_ahead_frames=8)
+    chunks = [frames(5, i + 1) for i in range(10)]  # 50 frames, all available at once
+    audio = ScriptedAudio(*chunks, end=True)
+    utt = pb.enqueue("long", audio)
+    await settle(lambda: utt.synthesised >= 8)
+    await settle(rounds=50)
+    # It stopped at the bound: 10 frames read (two chunks), 40 left upstream.
+    assert utt.synthesised == 10 and not audio.drained
+    played = 0
+    for _ in range(60):
+        played += pb.pace()
+        await settle(rounds=5)
+        assert len(utt.frames) <= 8 + 5  # the bound plus at most one chunk past it
+    assert played == 50  # every tick had a frame until the end: reading resumed in time
+    assert [f[0] for f in sink.frames] == [i // 5 + 1 for i in range(50)]
+    assert sink.marks == [utt.mark]
+    await pb.close()
+    await pacer.aclose()
+
+
+async def test_barge_in_while_synthesis_waits_for_room_stops_it() -> None:
+    pacer = Pacer()
+    sink = FakeSink()
+    pb = Playback(sink, pacer, read_ahead_frames=4)
+    audio = ScriptedAudio(*[frames(2) for _ in range(10)])
+    utt = pb.enqueue("long", audio)
+    await settle(lambda: utt.synthesised >= 4)
+    ticks(pb, 1)
+    pb.barge_in()
+    assert (await result(utt)).status == "partial"
+    await settle(lambda: audio.closed)
+    await pb.close()
+    await pacer.aclose()
+
+
 async def test_fifo_frames_then_mark_and_completion_on_echo(setup: tuple[Playback, FakeSink, Pacer]) -> None:
     pb, sink, _ = setup
     a1 = ScriptedAudio(frames(1, 1), frames(1, 2), end=True)

@@ -197,22 +197,18 @@ class UlawFramer:
 
 
 class PcmToUlaw8k:
-    """A stream of 16-bit LE mono PCM chunks at ``rate`` to 8 kHz μ-law 20 ms frames."""
+    """A stream of 16-bit LE mono PCM chunks at ``rate`` to 8 kHz μ-law bytes (any length: the
+    playback queue cuts them into 20 ms frames, so nothing is framed twice)."""
 
     def __init__(self, rate: int) -> None:
         self._resampler = Resampler(rate, TELEPHONY_RATE)
-        self._framer = UlawFramer()
 
-    def push(self, pcm: bytes) -> list[bytes]:
+    def push(self, pcm: bytes) -> bytes:
         pcm8k = self._resampler.process(pcm)
-        return self._framer.push(pcm16_to_ulaw(pcm8k)) if pcm8k else []
+        return pcm16_to_ulaw(pcm8k) if pcm8k else b""
 
-    def flush(self) -> list[bytes]:
-        frames = self._framer.push(pcm16_to_ulaw(self._resampler.flush()))
-        tail = self._framer.flush()
-        if tail:
-            frames.append(tail)
-        return frames
+    def flush(self) -> bytes:
+        return pcm16_to_ulaw(self._resampler.flush())
 
 
 def iter_frames(ulaw: bytes) -> Iterator[bytes]:

@@ -1,8 +1,8 @@
 """The per-call playback queue: utterances in, paced 20 ms μ-law frames and marks out.
 
 Each utterance's audio is read from its async iterator as it is synthesised (one synthesis at a
-time per call, in FIFO order, running ahead of playback) and its frames are handed out one per
-pacer tick. After an utterance's last frame a mark ``u-<n>`` follows; the utterance completes when
+time per call, in FIFO order, running ahead of playback by at most ``READ_AHEAD_FRAMES``) and its
+frames are handed out one per pacer tick. After an utterance's last frame a mark ``u-<n>`` follows; the utterance completes when
 the provider echoes that mark (``on_mark_echo``), i.e. when the caller has heard it. If no echo
 comes, it completes anyway at its expected end: the first frame's time plus its audio duration,
 but never sooner than the mark, plus ``mark_grace_s`` (2 s).
@@ -104,9 +104,23 @@ class Utterance:
         return self.first_chunk_at
 
 
+# Synthesis runs at most this far ahead of playback (in 20 ms frames: 10 s), then waits until half
+# of it has played: a long monologue from a TTS faster than real time would otherwise sit in memory
+# whole (about 10 KB per second of audio per call), and TCP holds the rest upstream meanwhile.
+# Generous on purpose: a reply that fits is synthesised whole, so a barge-in cuts its transcript
+# by its real length rather than by the characters-per-second estimate.
+READ_AHEAD_FRAMES = 500
+
+
 class Playback:
     def __init__(
-        self, sink: FrameSink, pacer: Pacer, *, max_queued: int = 8, mark_grace_s: float = 2.0
+        self,
+        sink: FrameSink,
+        pacer: Pacer,
+        *,
+        max_queued: int = 8,
+        mark_grace_s: float = 2.0,
+        read_ahead_frames: int = READ_AHEAD_FRAMES,
     ) -> None:
         self._sink = sink
         self._loop = asyncio.get_running_loop()
@@ -121,6 +135,10 @@ class Playback:
         self._counter = 0
         self._closed = False
         self.mark_timeouts = 0
+        self.read_ahead_frames = max(2, read_ahead_frames)
+        # While synthesis waits for room, pace() sets _room once this many frames are left.
+        self._resume_below = 0
+        self._room = asyncio.Event()
 
     @property
     def busy(self) -> bool:
@@ -151,6 +169,9 @@ class Playback:
                     utt.first_sent_at = self._loop.time()
                 frame = frames.popleft()
                 utt.sent += 1
+                if len(frames) < self._resume_below:
+                    self._resume_below = 0
+                    self._room.set()
                 self._sink.send_frame(frame)
                 # Re-checked after the send: a sink may have triggered barge-in meanwhile.
                 if not frames and utt.synth_done and items and items[0] is utt:
@@ -219,6 +240,8 @@ class Playback:
                     utt.frames.extend(frames)
                     utt.synthesised += len(frames)
                     wake()
+                    if len(utt.frames) >= self.read_ahead_frames:
+                        await self._wait_for_room()
             tail = framer.flush()
             if tail:
                 utt.frames.append(tail)
@@ -235,6 +258,14 @@ class Playback:
             utt.synth_done = True
             await _aclose(utt.audio)
         wake()
+
+    async def _wait_for_room(self) -> None:
+        self._room.clear()
+        self._resume_below = self.read_ahead_frames // 2
+        try:
+            await self._room.wait()
+        finally:
+            self._resume_below = 0
 
     # --- barge-in and shutdown ---
 

@@ -128,9 +128,9 @@ class OpenAiTts:
             ) as response:
                 async for chunk in response.iter_bytes():
                     synthesis.received(chunk)
-                    frames = conv.push(chunk)
-                    if frames:
-                        yield b"".join(frames)
+                    ulaw = conv.push(chunk)
+                    if ulaw:
+                        yield ulaw
         except openai.APIStatusError as exc:
             raise TtsError(
                 _status_message(exc.status_code), provider=self.name, status=exc.status_code
@@ -146,7 +146,7 @@ class OpenAiTts:
             raise
         tail = conv.flush()
         if tail:
-            yield b"".join(tail)
+            yield tail
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -234,9 +234,9 @@ class ElevenLabsTts:
                     if conv is None:
                         yield chunk
                         continue
-                    frames = conv.push(chunk)
-                    if frames:
-                        yield b"".join(frames)
+                    ulaw = conv.push(chunk)
+                    if ulaw:
+                        yield ulaw
         except TimeoutError:
             raise TtsError("TTS request timed out", provider=self.name) from None
         except aiohttp.ClientError:
@@ -244,7 +244,7 @@ class ElevenLabsTts:
         if conv is not None:
             tail = conv.flush()
             if tail:
-                yield b"".join(tail)
+                yield tail
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
