@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -157,6 +158,11 @@ def record_from_json(text: str, transcript: list[TranscriptEntry]) -> CallRecord
 
 
 _CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024
+# The wal-index header (https://www.sqlite.org/walformat.html, in the -shm file, native byte
+# order): mxFrame, the last valid WAL frame, and nBackfill, the frames already checkpointed.
+_SHM_MX_FRAME = slice(16, 20)
+_SHM_BACKFILLED = slice(96, 100)
+_WAL_FRAME_HEADER = 24
 
 
 class Store:
@@ -168,6 +174,7 @@ class Store:
         self.directory = directory
         self.path = directory / "voicecall.sqlite3"
         self._wal = Path(f"{self.path}-wal")
+        self._shm = Path(f"{self.path}-shm")
         self._db = sqlite3.connect(self.path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL: no fsync per commit (checkpoints still sync); flush() provides the fsync.
@@ -177,6 +184,7 @@ class Store:
         # SQLite would checkpoint inside whichever COMMIT crosses 1,000 WAL pages, syncing the
         # database file on the event loop; the sync rounds checkpoint in their thread instead.
         self._db.execute("PRAGMA wal_autocheckpoint=0")
+        self._frame_bytes = int(self._db.execute("PRAGMA page_size").fetchone()[0]) + _WAL_FRAME_HEADER
         self._checkpointer: sqlite3.Connection | None = None
         # Held by a sync round while it checkpoints, and by close(): a round still running in its
         # thread at shutdown finishes before the connections close, and none starts after.
@@ -221,14 +229,22 @@ class Store:
                 os.close(fd)
             self._dir_synced = True
 
-    def _checkpoint_if_large(self) -> None:
-        """Copy the WAL back into the database once it is large (in the sync thread, on its own
-        connection: the event loop's connection keeps committing meanwhile)."""
+    def wal_backlog_bytes(self) -> int:
+        """Bytes of WAL not yet copied into the database. Not the WAL file's size: SQLite never
+        shrinks the file after a checkpoint, it writes it again from the start."""
         try:
-            size = os.path.getsize(self._wal)
-        except OSError:
-            return
-        if size < _CHECKPOINT_WAL_BYTES:
+            with open(self._shm, "rb") as shm:
+                head = shm.read(_SHM_BACKFILLED.stop)
+            frames = int.from_bytes(head[_SHM_MX_FRAME], sys.byteorder)
+            backfilled = int.from_bytes(head[_SHM_BACKFILLED], sys.byteorder)
+        except (OSError, ValueError):
+            return 0
+        return max(0, frames - backfilled) * self._frame_bytes
+
+    def _checkpoint_if_large(self) -> None:
+        """Copy the WAL back into the database once enough of it is new (in the sync thread, on
+        its own connection: the event loop's connection keeps committing meanwhile)."""
+        if self.wal_backlog_bytes() < _CHECKPOINT_WAL_BYTES:
             return
         with self._checkpoint_lock:
             if self._closed:

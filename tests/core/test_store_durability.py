@@ -105,6 +105,24 @@ async def test_the_wal_is_checkpointed_by_the_sync_rounds_not_inside_a_commit(tm
         store.close()
 
 
+async def test_a_small_commit_after_a_checkpoint_does_not_checkpoint_again(tmp_path: Path) -> None:
+    # The WAL file keeps its size after a checkpoint (SQLite rewrites it from the start), so its
+    # size cannot tell the rounds when to checkpoint: only the frames written since can.
+    store = Store(tmp_path / "s")
+    try:
+        commit_past_the_checkpoint_threshold(store)
+        assert store.wal_backlog_bytes() > 4 * 1024 * 1024
+        await store.flush()
+        assert store.wal_backlog_bytes() == 0
+        assert size(f"{store.path}-wal") > 4 * 1024 * 1024
+        store.commit(record("small"))
+        await store.flush()
+        assert 0 < store.wal_backlog_bytes() < 64 * 1024  # synced, and left in the WAL
+        assert store.get_call("small") is not None
+    finally:
+        store.close()
+
+
 async def test_closing_while_a_sync_round_checkpoints_is_safe(tmp_path: Path) -> None:
     store = Store(tmp_path / "s")
     commit_past_the_checkpoint_threshold(store)  # so the round will checkpoint
