@@ -311,12 +311,14 @@ def tune_garbage_collector() -> None:
 
     What exists once the sidecar serves (modules, SDK clients, config, recovered calls) lives as
     long as the process: frozen, a full collection no longer walks the hundreds of thousands of
-    objects the SDKs import. Almost all garbage here is freed by reference counting, so young
-    collections can be rare: at the default threshold (700) they ran hundreds of times a second
-    under load and pushed full collections of 30-60 ms into the webhook p99 (bench/README.md).
+    objects the SDKs import. Full collections are kept rare (every 100 middle ones): at the
+    default thresholds they ran often enough under load to put 30-60 ms pauses into the webhook
+    p99. Young collections stay frequent and small: grpc.aio leaves five objects in a reference
+    cycle per RPC, and a young threshold of 50,000 let them pile up into single collections of
+    20-60 ms (the Status p99 at 1,000/s); at 2,000 the longest measured 2.5 ms (bench/README.md).
     """
     gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    gc.set_threshold(2_000, 20, 100)
 
 
 async def serve(config: Config, stop: asyncio.Event) -> None:

@@ -178,7 +178,7 @@ def test_the_collector_is_tuned_once_the_sidecar_serves() -> None:
     before = gc.get_threshold()
     try:
         tune_garbage_collector()
-        assert gc.get_threshold() == (50_000, 20, 100)
+        assert gc.get_threshold() == (2_000, 20, 100)
         assert gc.get_freeze_count() > 0  # what startup built is out of the collector's sight
     finally:
         gc.unfreeze()
