@@ -13,15 +13,18 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
+from websockets.frames import Frame, Opcode
+from yarl import URL
 
 from providers.base import CallMode
 from providers.mock import MockProvider, MockSettings
 from voicecall_server.bus import EventBus
 from voicecall_server.domain import CallRecord, EventKind
 from voicecall_server.manager import CallManager, ManagerSettings
+from voicecall_server.media import wsframes
 from voicecall_server.media.bridge import VoiceBridge
 from voicecall_server.media.codecs import ProviderCodec
-from voicecall_server.media.server import MediaServer, MediaSettings, StreamSession, text_frame
+from voicecall_server.media.server import MediaServer, MediaSettings, StreamSession
 from voicecall_server.store import Store
 
 
@@ -272,10 +275,10 @@ async def test_a_stream_that_stops_draining_is_closed_not_buffered(env: Env) -> 
 
 
 def test_text_frames_use_the_length_forms_of_rfc_6455() -> None:
-    short, medium, long = "a" * 125, "b" * 126, "c" * 65536
-    assert text_frame(short) == b"\x81\x7d" + short.encode()
-    assert text_frame(medium) == b"\x81\x7e\x00\x7e" + medium.encode()
-    assert text_frame(long) == b"\x81\x7f" + (65536).to_bytes(8, "big") + long.encode()
+    short, medium, long = b"a" * 125, b"b" * 126, b"c" * 65536
+    assert wsframes.frame(wsframes.OP_TEXT, short) == b"\x81\x7d" + short
+    assert wsframes.frame(wsframes.OP_TEXT, medium) == b"\x81\x7e\x00\x7e" + medium
+    assert wsframes.frame(wsframes.OP_TEXT, long) == b"\x81\x7f" + (65536).to_bytes(8, "big") + long
 
 
 async def test_nothing_is_written_after_the_close_frame(env: Env) -> None:
@@ -295,3 +298,60 @@ async def test_nothing_is_written_after_the_close_frame(env: Env) -> None:
                 break
         assert kinds == [WSMsgType.TEXT, WSMsgType.CLOSE]  # one frame, then the close: nothing after
         await closing
+
+
+async def test_pings_are_answered_and_frames_split_across_reads_arrive_whole(env: Env) -> None:
+    rec = await live_call(env)
+    got: list[bytes] = []
+    sessions: list[StreamSession] = []
+
+    def attach(session: StreamSession) -> None:
+        session.on_media = got.append
+        sessions.append(session)
+
+    env.media.on_session_start = attach
+    url = URL(env.url)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    try:
+        writer.write(
+            f"GET {url.path_qs} HTTP/1.1\r\nHost: {url.host}:{url.port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+        assert head.startswith(b"HTTP/1.1 101") and b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
+        start = start_frame(rec.provider_call_id or "", rec.stream_token or "").encode()
+        media = json.dumps({"event": "media", "streamSid": "MZ1", "media": {"payload": "/w=="}}).encode()
+        ping = Frame(Opcode.PING, b"are you there").serialize(mask=True, extensions=[])
+        wire = client_frame(start) + client_frame(media) + ping
+        for i in range(0, len(wire), 37):  # TCP segments that cut frames anywhere
+            writer.write(wire[i : i + 37])
+            await writer.drain()
+            await asyncio.sleep(0.001)
+        pong = await asyncio.wait_for(reader.readexactly(2 + 13), 3)
+        assert pong == bytes((0x8A, 13)) + b"are you there"
+        for _ in range(100):
+            if got:
+                break
+            await asyncio.sleep(0.01)
+        assert got == [b"\xff"] and sessions[0].stream_id == "MZ1"
+    finally:
+        writer.close()
+
+
+def client_frame(payload: bytes) -> bytes:
+    return Frame(Opcode.TEXT, payload).serialize(mask=True, extensions=[])
+
+
+async def test_text_that_is_not_utf8_closes_the_stream_with_1007(env: Env) -> None:
+    rec = await live_call(env)
+    async with env.session.ws_connect(env.url) as ws:
+        session = await started_session(env, rec, ws)
+        await ws.send_bytes(b"ignored: media streams carry no binary messages")
+        await ws.send_frame(b"\xff\xfe not utf-8", WSMsgType.TEXT)  # type: ignore[arg-type]
+        assert await closed_with(ws) == 1007
+    for _ in range(100):
+        if session.closed and not env.media.has_stream(rec.call_id):
+            break
+        await asyncio.sleep(0.01)
+    assert session.closed and not env.media.has_stream(rec.call_id)

@@ -13,21 +13,22 @@ import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import web
 
 from providers.base import EventType, ProviderError, ProviderEvent
 
 from ..domain import CallRecord
 from ..logs import set_call_id
 from ..manager import CallManager
+from . import wsframes
 from .codec import Inbound, Kind, StreamCodec, StreamCodecError
+from .websocket import MediaSocket
 
 log = logging.getLogger("voicecall.media")
 
-CLOSE_POLICY = WSCloseCode.POLICY_VIOLATION  # 1008
-CLOSE_TRY_AGAIN = WSCloseCode.TRY_AGAIN_LATER  # 1013
+CLOSE_POLICY = wsframes.CLOSE_POLICY  # 1008
+CLOSE_TRY_AGAIN = wsframes.CLOSE_TRY_AGAIN  # 1013
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,33 +43,14 @@ class MediaSettings:
     reconnect_grace_s: float = 2.0
 
 
-def text_frame(text: str) -> bytes:
-    """One unmasked, unfragmented WebSocket text frame (RFC 6455 5.2), as a server sends it."""
-    data = text.encode()
-    n = len(data)
-    if n < 126:
-        return bytes((0x81, n)) + data
-    if n < 65536:
-        return b"\x81\x7e" + n.to_bytes(2, "big") + data
-    return b"\x81\x7f" + n.to_bytes(8, "big") + data
-
-
 class StreamSession:
     """One accepted stream of one call. Sending never blocks the caller (the pacer): each frame is
     written to the socket's transport at once, already framed, with no task, queue or coroutine per
     frame; a stream whose unsent bytes exceed the limit stopped draining and is closed (1013)
     rather than letting audio pile up."""
 
-    def __init__(
-        self,
-        ws: web.WebSocketResponse,
-        transport: asyncio.BaseTransport | None,
-        codec: StreamCodec,
-        start: Inbound,
-        call: CallRecord,
-        limit: int,
-    ):
-        self.ws = ws
+    def __init__(self, sock: MediaSocket, codec: StreamCodec, start: Inbound, call: CallRecord, limit: int):
+        self.sock = sock
         self.call_id = call.call_id
         self.provider_call_id = start.provider_call_id
         self.stream_id = start.stream_id
@@ -76,18 +58,19 @@ class StreamSession:
         self.closed = False
         self.on_media: Callable[[bytes], None] | None = None
         self.on_mark: Callable[[str], None] | None = None
-        # Duck-typed: uvloop's transports do not subclass asyncio's transport classes.
-        self._transport = cast(asyncio.WriteTransport, transport) if hasattr(transport, "write") else None
         self._limit = limit
         self._closer: asyncio.Task[None] | None = None
+        # DTMF events of this stream, handled one after another in arrival order.
+        self.dtmf: asyncio.Task[None] | None = None
 
     def _send(self, text: str) -> None:
         if self.closed:
             return
-        transport = self._transport
-        # ws.closed turns true when either side starts the closing handshake: no data frame may
+        sock = self.sock
+        transport = sock.transport
+        # sock.closed turns true when either side starts the closing handshake: no data frame may
         # follow a close frame (RFC 6455 5.5.1), so nothing is written after it.
-        if transport is None or transport.is_closing() or self.ws.closed:
+        if transport is None or transport.is_closing() or sock.closed:
             self.closed = True
             return
         if transport.get_write_buffer_size() > self._limit:
@@ -95,12 +78,10 @@ class StreamSession:
             self.closed = True
             self._closer = asyncio.get_running_loop().create_task(self._close_overloaded())
             return
-        # The media socket negotiates no compression, so a frame built here is exactly what
-        # aiohttp would write; both write whole frames synchronously, so they never interleave.
-        transport.write(text_frame(text))
+        transport.write(wsframes.frame(wsframes.OP_TEXT, text.encode()))
 
     async def _close_overloaded(self) -> None:
-        await self.ws.close(code=CLOSE_TRY_AGAIN, message=b"Back-pressure")
+        await self.sock.close(CLOSE_TRY_AGAIN, "Back-pressure")
 
     def send_frame(self, frame: bytes) -> None:
         self._send(self.frames.media(frame))
@@ -113,8 +94,9 @@ class StreamSession:
 
     async def aclose(self) -> None:
         self.closed = True
-        if self._closer is not None:
-            await asyncio.gather(self._closer, return_exceptions=True)
+        pending = [t for t in (self._closer, self.dtmf) if t is not None]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 SessionHook = Callable[[StreamSession], None]
@@ -132,7 +114,7 @@ class MediaServer:
         self._pending = 0
         self._pending_by_ip: dict[str, int] = {}
         self._grace: dict[str, asyncio.TimerHandle] = {}
-        self._sockets: set[web.WebSocketResponse] = set()
+        self._sockets: set[MediaSocket] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.rejected: dict[str, int] = {}
 
@@ -150,38 +132,31 @@ class MediaServer:
         if self._open >= self.settings.max_connections:
             self._reject("capacity")
             return web.Response(status=503, text="Service Unavailable\n")
-        # No permessage-deflate: base64 audio does not compress, and sessions write raw frames.
-        ws = web.WebSocketResponse(max_msg_size=self.settings.max_frame_bytes, autoping=True, compress=False)
-        await ws.prepare(request)
+        # No extensions (permessage-deflate): base64 audio does not compress.
+        sock = MediaSocket(request, max_message=self.settings.max_frame_bytes)
+        response = await sock.accept()
         self._open += 1
-        self._sockets.add(ws)
+        self._sockets.add(sock)
         try:
-            await self._serve(ws, request.transport, request.remote or "", dict(request.query))
+            await self._serve(sock, request.remote or "", dict(request.query))
         finally:
             self._open -= 1
-            self._sockets.discard(ws)
-            if not ws.closed:
-                await ws.close()
-        return ws
+            self._sockets.discard(sock)
+            await sock.close()
+        return response
 
-    async def _serve(
-        self,
-        ws: web.WebSocketResponse,
-        transport: asyncio.BaseTransport | None,
-        ip: str,
-        query: dict[str, str],
-    ) -> None:
+    async def _serve(self, sock: MediaSocket, ip: str, query: dict[str, str]) -> None:
         if (
             self._pending >= self.settings.max_pending
             or self._pending_by_ip.get(ip, 0) >= self.settings.max_pending_per_ip
         ):
             self._reject("pending")
-            await ws.close(code=CLOSE_TRY_AGAIN, message=b"Too many pending connections")
+            await sock.close(CLOSE_TRY_AGAIN, "Too many pending connections")
             return
         self._pending += 1
         self._pending_by_ip[ip] = self._pending_by_ip.get(ip, 0) + 1
         try:
-            accepted = await self._await_start(ws, query)
+            accepted = await self._await_start(sock, query)
         finally:
             self._pending -= 1
             left = self._pending_by_ip[ip] - 1
@@ -192,61 +167,62 @@ class MediaServer:
         if accepted is None:
             return
         start, call = accepted
-        session = StreamSession(ws, transport, self.codec, start, call, self.settings.max_buffered_bytes)
-        await self._run(ws, session)
+        session = StreamSession(sock, self.codec, start, call, self.settings.max_buffered_bytes)
+        await self._run(sock, session)
 
     async def _await_start(
-        self, ws: web.WebSocketResponse, query: dict[str, str]
+        self, sock: MediaSocket, query: dict[str, str]
     ) -> tuple[Inbound, CallRecord] | None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.pre_start_timeout_s
         while True:
             remaining = deadline - loop.time()
             try:
-                msg = await asyncio.wait_for(ws.receive(), max(0.0, remaining))
+                msg = await sock.receive(max(0.0, remaining))
             except TimeoutError:
                 self._reject("start_timeout")
-                await ws.close(code=CLOSE_POLICY, message=b"Start timeout")
+                await sock.close(CLOSE_POLICY, "Start timeout")
                 return None
-            if msg.type is not WSMsgType.TEXT:
+            if msg is None:
                 self._reject("closed_before_start")
-                if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
-                    return None
-                await ws.close(code=CLOSE_POLICY, message=b"Expected a text frame")
+                return None
+            if not isinstance(msg, str):
+                self._reject("closed_before_start")
+                await sock.close(CLOSE_POLICY, "Expected a text frame")
                 return None
             try:
-                frame = self.codec.parse(msg.data)
+                frame = self.codec.parse(msg)
             except StreamCodecError:
                 continue  # unparseable frames are ignored, as the providers' own clients do
             if frame.kind is not Kind.START:
                 continue
-            return await self._authenticate(ws, frame, query)
+            return await self._authenticate(sock, frame, query)
 
     async def _authenticate(
-        self, ws: web.WebSocketResponse, start: Inbound, query: dict[str, str]
+        self, sock: MediaSocket, start: Inbound, query: dict[str, str]
     ) -> tuple[Inbound, CallRecord] | None:
         token = start.token or query.get("token", "")
         call = self.manager.find(start.provider_call_id) if start.provider_call_id else None
         expected = call.stream_token if call is not None and not call.terminal else None
         if not start.provider_call_id or call is None or expected is None:
             self._reject("unknown_call")
-            await ws.close(code=CLOSE_POLICY, message=b"Unknown call")
+            await sock.close(CLOSE_POLICY, "Unknown call")
             return None
         if not token or not hmac.compare_digest(token.encode(), expected.encode()):
             self._reject("bad_token")
             log.warning("media stream for call %s rejected: invalid token", call.call_id)
-            await ws.close(code=CLOSE_POLICY, message=b"Invalid token")
+            await sock.close(CLOSE_POLICY, "Invalid token")
             return None
         if self.has_stream(call.call_id):
             # A genuine reconnect comes after the old stream dropped; a second stream while one is
             # live is a replayed token, and must not take over the call's audio.
             self._reject("already_streaming")
             log.warning("second media stream for call %s rejected: one is already live", call.call_id)
-            await ws.close(code=CLOSE_POLICY, message=b"Stream already active")
+            await sock.close(CLOSE_POLICY, "Stream already active")
             return None
         return start, call
 
-    async def _run(self, ws: web.WebSocketResponse, session: StreamSession) -> None:
+    async def _run(self, sock: MediaSocket, session: StreamSession) -> None:
         call_id = session.call_id
         set_call_id(call_id)  # this stream's log lines, and the voice tasks it starts, name the call
         if (old := self.sessions.get(call_id)) is not None and old is not session:
@@ -256,34 +232,59 @@ class MediaServer:
         self.sessions[call_id] = session
         if self.on_session_start is not None:
             self.on_session_start(session)
+        stopped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        closed = asyncio.ensure_future(sock.wait_closed())
+        # Frames that arrived with or after the start are delivered from here on, in order.
+        sock.deliver_to(self._receiver(session, stopped))
         try:
-            async for msg in ws:
-                if msg.type is not WSMsgType.TEXT:
-                    continue
-                try:
-                    frame = self.codec.parse(msg.data)
-                except StreamCodecError:
-                    continue
-                if frame.kind is Kind.MEDIA:
-                    if session.on_media is not None:
-                        session.on_media(frame.payload)
-                elif frame.kind is Kind.MARK:
-                    if session.on_mark is not None:
-                        session.on_mark(frame.name)
-                elif frame.kind is Kind.DTMF and frame.name:
-                    event = ProviderEvent(
-                        EventType.DTMF, session.provider_call_id, call_id, digits=frame.name
-                    )
-                    await self.manager.handle_events([event])
-                elif frame.kind is Kind.STOP:
-                    break
+            await asyncio.wait((stopped, closed), return_when=asyncio.FIRST_COMPLETED)
         finally:
+            closed.cancel()
             await session.aclose()
             if self.sessions.get(call_id) is session:
                 del self.sessions[call_id]
                 self._start_grace(session)
             if self.on_session_end is not None:
                 self.on_session_end(session)
+
+    def _receiver(self, session: StreamSession, stopped: asyncio.Future[None]) -> Callable[[str], None]:
+        """Called with each text message as the socket parses it (inside data_received)."""
+        parse = self.codec.parse
+        call_id = session.call_id
+
+        def receive(text: str) -> None:
+            if stopped.done():
+                return  # after `stop` (or a failure) the stream is over, whatever still arrives
+            try:
+                frame = parse(text)
+            except StreamCodecError:
+                return  # unparseable frames are ignored, as the providers' own clients do
+            try:
+                kind = frame.kind
+                if kind is Kind.MEDIA:
+                    if session.on_media is not None:
+                        session.on_media(frame.payload)
+                elif kind is Kind.MARK:
+                    if session.on_mark is not None:
+                        session.on_mark(frame.name)
+                elif kind is Kind.DTMF and frame.name:
+                    event = ProviderEvent(
+                        EventType.DTMF, session.provider_call_id, call_id, digits=frame.name
+                    )
+                    session.dtmf = asyncio.get_running_loop().create_task(self._dtmf(session.dtmf, event))
+                elif kind is Kind.STOP and not stopped.done():
+                    stopped.set_result(None)
+            except Exception:
+                log.exception("media stream of call %s failed on an inbound frame; closing it", call_id)
+                if not stopped.done():
+                    stopped.set_result(None)
+
+        return receive
+
+    async def _dtmf(self, before: asyncio.Task[None] | None, event: ProviderEvent) -> None:
+        if before is not None:
+            await asyncio.gather(before, return_exceptions=True)
+        await self.manager.handle_events([event])
 
     def _start_grace(self, session: StreamSession) -> None:
         loop = asyncio.get_running_loop()
@@ -319,8 +320,10 @@ class MediaServer:
         for handle in self._grace.values():
             handle.cancel()
         self._grace.clear()
-        for ws in list(self._sockets):
-            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"Server shutting down")
+        sockets = list(self._sockets)
+        for sock in sockets:  # every close frame goes out now; the handshakes finish together
+            sock.begin_close(wsframes.CLOSE_GOING_AWAY, "Server shutting down")
+        await asyncio.gather(*(sock.close() for sock in sockets))
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
