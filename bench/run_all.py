@@ -56,39 +56,58 @@ def machine() -> dict[str, Any]:
     }
 
 
-async def media_levels(kind: str, levels: list[int], tmp: Path, window: float) -> list[dict[str, Any]]:
-    out = []
-    misses = 0
-    for n in levels:
-        if misses >= 2 and n > 200:  # 200 is a target's reference load: always measured
-            break
-        work = tmp / f"{kind}-{n}"
-        if kind == "voicecall":
-            vc = VoicecallTarget(work, SERVER_CPU, tts_seconds=n / 100 + window + 10)
-            await vc.start(max_calls=max(levels) + 10)
+async def media_level(kind: str, n: int, tmp: Path, window: float, max_calls: int) -> dict[str, Any]:
+    work = tmp / f"{kind}-{n}"
+    if kind == "voicecall":
+        vc = VoicecallTarget(work, SERVER_CPU, tts_seconds=n / 100 + window + 10)
+        await vc.start(max_calls=max_calls)
+        try:
+            assert vc.sidecar is not None
+            res = await MediaRun(vc.open_stream, n, window_s=window, sidecar_pid=vc.sidecar.pid).run()
+            res["stt_audio_appends"] = vc.voice.stt_appends
+        finally:
+            await vc.aclose()
+    else:
+        peer = PeerTarget(kind, work, SERVER_CPU)
+        peer.start()
+        try:
+            res = await MediaRun(peer.open_stream, n, window_s=window, sidecar_pid=peer.pid).run()
+        finally:
+            peer.stop()
+    res["limited_by"] = _limiter(res)
+    print(
+        f"  {kind:9} N={n:4}: cpu {res['server_cpu_pct_core']:5.1f}% ({res['cpu_pct_per_stream']:.3f}%/stream)"
+        f"  p99 {res['interval_ms']['p99']} ms  loss {res['loss_pct']}%  {res['kb_per_stream']} KB/stream"
+        f"  held={res['held']}  [{res['limited_by']}]  foreign CPU0/1 {res['foreign_cpu_pct']}%",
+        flush=True,
+    )
+    return res
+
+
+async def media_levels(
+    plan: dict[str, list[int]], tmp: Path, window: float
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str]]:
+    """Every server at each load, the servers taking turns at each level: the machine's speed
+    drifts over minutes on a shared host, and a ratio is only fair between runs minutes apart.
+    A server stops after missing the pacing bound twice (200, a target's reference load, is
+    always measured). Returns the levels per server and why a server (a peer) could not go on."""
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in plan}
+    failed: dict[str, str] = {}
+    misses = dict.fromkeys(plan, 0)
+    for n in sorted({n for levels in plan.values() for n in levels}):
+        for kind, levels in plan.items():
+            if n not in levels or kind in failed or (misses[kind] >= 2 and n > 200):
+                continue
             try:
-                assert vc.sidecar is not None
-                res = await MediaRun(vc.open_stream, n, window_s=window, sidecar_pid=vc.sidecar.pid).run()
-                res["stt_audio_appends"] = vc.voice.stt_appends
-            finally:
-                await vc.aclose()
-        else:
-            peer = PeerTarget(kind, work, SERVER_CPU)
-            peer.start()
-            try:
-                res = await MediaRun(peer.open_stream, n, window_s=window, sidecar_pid=peer.pid).run()
-            finally:
-                peer.stop()
-        res["limited_by"] = _limiter(res)
-        print(
-            f"  {kind:9} N={n:4}: cpu {res['server_cpu_pct_core']:5.1f}% ({res['cpu_pct_per_stream']:.3f}%/stream)"
-            f"  p99 {res['interval_ms']['p99']} ms  loss {res['loss_pct']}%  {res['kb_per_stream']} KB/stream"
-            f"  held={res['held']}  [{res['limited_by']}]  foreign CPU0/1 {res['foreign_cpu_pct']}%",
-            flush=True,
-        )
-        out.append(res)
-        misses += 0 if res["held"] else 1
-    return out
+                res = await media_level(kind, n, tmp, window, max(levels) + 10)
+            except Exception as exc:
+                if kind == "voicecall":
+                    raise
+                failed[kind] = f"{kind} peer failed: {type(exc).__name__}: {exc}"
+                continue
+            runs[kind].append(res)
+            misses[kind] += 0 if res["held"] else 1
+    return runs, failed
 
 
 def _limiter(res: dict[str, Any]) -> str:
@@ -125,14 +144,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 async def media_section(args: argparse.Namespace, result: dict[str, Any], tmp: Path) -> None:
     print("media plane (Twilio Media Streams, full pipeline: STT fake + paced TTS + marks)", flush=True)
-    result["media"] = {"voicecall": await media_levels("voicecall", args.levels, tmp, args.window)}
-    result["media"]["floor"] = await media_levels("floor", args.levels, tmp, args.window)
     why = ensure_peer_venv(tmp / "peer-install.log") if not args.no_pipecat else "skipped (--no-pipecat)"
+    plan = {"voicecall": args.levels, "floor": args.levels}
     if why is None:
-        try:
-            result["media"]["pipecat"] = await media_levels("pipecat", args.pipecat_levels, tmp, args.window)
-        except Exception as exc:
-            why = f"pipecat peer failed: {type(exc).__name__}: {exc}"
+        plan["pipecat"] = args.pipecat_levels
+    runs, failed = await media_levels(plan, tmp, args.window)
+    result["media"] = {kind: levels for kind, levels in runs.items() if levels}
+    why = why or failed.get("pipecat")
     if why:
         print(f"  PIPECAT PEER NOT MEASURED: {why}", flush=True)
         result["media"]["pipecat_error"] = why
