@@ -157,7 +157,12 @@ def record_from_json(text: str, transcript: list[TranscriptEntry]) -> CallRecord
     )
 
 
+# Past this much WAL the sync rounds checkpoint (PASSIVE: the event loop keeps committing) until
+# a checkpoint catches up and SQLite starts the WAL again from its beginning.
 _CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024
+# Under writes that never pause, no PASSIVE checkpoint catches up and the WAL would grow without
+# bound; past this size one checkpoint waits for the writer, copies the rest and truncates the file.
+_TRUNCATE_WAL_BYTES = 64 * 1024 * 1024
 # The wal-index header (https://www.sqlite.org/walformat.html, in the -shm file, native byte
 # order): mxFrame, the last valid WAL frame, and nBackfill, the frames already checkpointed.
 _SHM_MX_FRAME = slice(16, 20)
@@ -232,27 +237,39 @@ class Store:
     def wal_backlog_bytes(self) -> int:
         """Bytes of WAL not yet copied into the database. Not the WAL file's size: SQLite never
         shrinks the file after a checkpoint, it writes it again from the start."""
+        frames, backfilled = self._wal_frames()
+        return max(0, frames - backfilled) * self._frame_bytes
+
+    def wal_bytes(self) -> int:
+        """The WAL in use since SQLite last started it from the beginning (the file may be larger)."""
+        return self._wal_frames()[0] * self._frame_bytes
+
+    def _wal_frames(self) -> tuple[int, int]:
+        """(mxFrame, nBackfill) from the wal-index header; (0, 0) when there is none to read."""
         try:
             with open(self._shm, "rb") as shm:
                 head = shm.read(_SHM_BACKFILLED.stop)
-            frames = int.from_bytes(head[_SHM_MX_FRAME], sys.byteorder)
-            backfilled = int.from_bytes(head[_SHM_BACKFILLED], sys.byteorder)
+            return (
+                int.from_bytes(head[_SHM_MX_FRAME], sys.byteorder),
+                int.from_bytes(head[_SHM_BACKFILLED], sys.byteorder),
+            )
         except (OSError, ValueError):
-            return 0
-        return max(0, frames - backfilled) * self._frame_bytes
+            return 0, 0
 
     def _checkpoint_if_large(self) -> None:
-        """Copy the WAL back into the database once enough of it is new (in the sync thread, on
-        its own connection: the event loop's connection keeps committing meanwhile)."""
-        if self.wal_backlog_bytes() < _CHECKPOINT_WAL_BYTES:
+        """Copy the WAL back into the database once it is long (in the sync thread, on its own
+        connection: the event loop's connection keeps committing meanwhile)."""
+        size = self.wal_bytes()
+        if size < _CHECKPOINT_WAL_BYTES:
             return
+        mode = "TRUNCATE" if size >= _TRUNCATE_WAL_BYTES else "PASSIVE"
         with self._checkpoint_lock:
             if self._closed:
                 return
             if self._checkpointer is None:
                 self._checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 self._checkpointer.execute("PRAGMA busy_timeout=5000")
-            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._checkpointer.execute(f"PRAGMA wal_checkpoint({mode})")
 
     def _sync_and_checkpoint(self) -> None:
         self._fsync()

@@ -12,6 +12,7 @@ import pytest
 
 from providers.base import CallMode, Direction
 from voicecall_client.v1 import voicecall_service_pb2 as pb
+from voicecall_server import store as store_module
 from voicecall_server.domain import CallRecord, CallState, utcnow
 from voicecall_server.store import Store
 
@@ -119,6 +120,25 @@ async def test_a_small_commit_after_a_checkpoint_does_not_checkpoint_again(tmp_p
         await store.flush()
         assert 0 < store.wal_backlog_bytes() < 64 * 1024  # synced, and left in the WAL
         assert store.get_call("small") is not None
+    finally:
+        store.close()
+
+
+async def test_a_wal_past_the_hard_limit_is_checkpointed_whole_and_truncated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Writes that never pause leave every PASSIVE checkpoint behind, and SQLite only starts the
+    # WAL again after one catches up: past the hard limit a checkpoint waits for the writer.
+    monkeypatch.setattr(store_module, "_TRUNCATE_WAL_BYTES", 5 * 1024 * 1024)
+    store = Store(tmp_path / "s")
+    try:
+        commit_past_the_checkpoint_threshold(store)
+        assert size(f"{store.path}-wal") > 5 * 1024 * 1024
+        await store.flush()
+        assert size(f"{store.path}-wal") == 0
+        assert store.wal_bytes() == 0
+        got = store.get_call("c119")
+        assert got is not None and got.metadata == {"blob": "0119" * 12_500}
     finally:
         store.close()
 
