@@ -61,13 +61,21 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         )
     hooks = result.get("webhooks", [])
     if hooks:
+        # A rate counts as handled when at least 99.9 % of its callbacks were answered 200 (a 429
+        # from the per-peer limit under overload is the limit working; it is reported).
         clean = [
-            (_median(h, "achieved_trials", h["achieved_per_s"]), h) for h in hooks if h["ok"] == h["sent"]
+            (_median(h, "achieved_trials", h["achieved_per_s"]), h)
+            for h in hooks
+            if h["ok"] >= 0.999 * h["sent"]
         ]
         best, best_hook = max(
             clean, key=lambda c: c[0], default=(max(h["achieved_per_s"] for h in hooks), {})
         )
-        note = _spread(best_hook, "achieved_trials") if clean else " (non-200 answers at every rate)"
+        note = (
+            _spread(best_hook, "achieved_trials") if clean else " (under 99.9 % answered 200 at every rate)"
+        )
+        if clean and best_hook["ok"] < best_hook["sent"]:
+            note += f", {best_hook['sent'] - best_hook['ok']} of {best_hook['sent']} not 200"
         rows.append(
             (
                 "webhooks: signed callbacks/s, one process",
