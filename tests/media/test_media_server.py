@@ -355,3 +355,22 @@ async def test_text_that_is_not_utf8_closes_the_stream_with_1007(env: Env) -> No
             break
         await asyncio.sleep(0.01)
     assert session.closed and not env.media.has_stream(rec.call_id)
+
+
+@pytest.mark.parametrize(
+    ("headers", "why"),
+    [
+        ({}, "expected 'Upgrade: websocket'"),
+        (
+            {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "8"},
+            "unsupported Sec-WebSocket-Version",
+        ),
+    ],
+)
+async def test_a_request_that_is_not_a_websocket_upgrade_gets_400(
+    env: Env, headers: dict[str, str], why: str
+) -> None:
+    async with env.session.get(env.url.replace("ws://", "http://", 1), headers=headers) as resp:
+        assert resp.status == 400
+        assert why in await resp.text()
+    assert env.media._open == 0
