@@ -76,6 +76,7 @@ class SidecarCollector(Collector):
         )
         stt.add_metric([provider], stt_reconnects(sc))
         yield stt
+        yield from self._store()
         subs = GaugeMetricFamily("voicecall_tail_subscribers", "Live Tail subscribers on the event bus.")
         subs.add_metric([], sc.bus.subscriber_count)
         yield subs
@@ -84,6 +85,27 @@ class SidecarCollector(Collector):
         )
         tasks.add_metric([], len(asyncio.all_tasks()))
         yield tasks
+
+    def _store(self) -> Iterable[Metric]:
+        store = self.sidecar.store
+        wal = GaugeMetricFamily(
+            "voicecall_store_wal_bytes",
+            "SQLite WAL in use since it last restarted; checkpoints keep it near 4 MB (growth: they cannot keep up).",
+        )
+        wal.add_metric([], store.wal_bytes())
+        yield wal
+        unsynced = GaugeMetricFamily(
+            "voicecall_store_unsynced_commits",
+            "Commits not yet synced to disk (acknowledgements wait for them).",
+        )
+        unsynced.add_metric([], store.unsynced)
+        yield unsynced
+        checkpoints = CounterMetricFamily(
+            "voicecall_store_checkpoints", "WAL checkpoints run by the sync rounds, by mode.", labels=["mode"]
+        )
+        for mode, n in sorted(store.checkpoints.items()):
+            checkpoints.add_metric([mode], n)
+        yield checkpoints
 
     def _media(self, provider: str) -> Iterable[Metric]:
         sc = self.sidecar

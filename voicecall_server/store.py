@@ -191,6 +191,8 @@ class Store:
         self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._frame_bytes = int(self._db.execute("PRAGMA page_size").fetchone()[0]) + _WAL_FRAME_HEADER
         self._checkpointer: sqlite3.Connection | None = None
+        # Checkpoints run by the sync rounds, by mode (read by the metrics at scrape time).
+        self.checkpoints: dict[str, int] = {"passive": 0, "truncate": 0}
         # Held by a sync round while it checkpoints, and by close(): a round still running in its
         # thread at shutdown finishes before the connections close, and none starts after.
         self._checkpoint_lock = threading.Lock()
@@ -270,6 +272,7 @@ class Store:
                 self._checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 self._checkpointer.execute("PRAGMA busy_timeout=5000")
             self._checkpointer.execute(f"PRAGMA wal_checkpoint({mode})")
+            self.checkpoints[mode.lower()] += 1
 
     def _sync_and_checkpoint(self) -> None:
         self._fsync()

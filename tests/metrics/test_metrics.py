@@ -15,6 +15,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from tests.e2e.harness import Running, make_config, start
 from voicecall_client.v1 import voicecall_service_pb2 as pb
+from voicecall_server import store as store_module
 from voicecall_server.metrics import _is_loopback
 
 TO = "+15551230001"
@@ -110,6 +111,22 @@ async def test_webhook_outcomes_and_tail_streams_are_counted(server: Running) ->
     assert sample(text, "voicecall_webhooks_total", provider="mock", outcome="accepted") == 1
     assert sample(text, "voicecall_rpc_streams_total", method="Tail", code="NOT_FOUND") == 1
     assert sample(text, "voicecall_tail_subscribers") is not None
+
+
+async def test_the_store_reports_its_wal_and_checkpoints(
+    server: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = server.sidecar.store
+    _, text = await scrape(server)
+    assert sample(text, "voicecall_store_wal_bytes") == store.wal_bytes() > 0
+    assert sample(text, "voicecall_store_unsynced_commits") == store.unsynced
+    assert sample(text, "voicecall_store_checkpoints_total", mode="passive") == 0
+    # A lower threshold makes the next sync round checkpoint what the WAL holds.
+    monkeypatch.setattr(store_module, "_CHECKPOINT_WAL_BYTES", 1)
+    await server.stub.Initiate(pb.InitiateRequest(to_number=TO, message="Hello"))
+    _, text = await scrape(server)
+    assert (sample(text, "voicecall_store_checkpoints_total", mode="passive") or 0) >= 1
+    assert sample(text, "voicecall_store_checkpoints_total", mode="truncate") == 0
 
 
 async def test_each_sidecar_has_its_own_registry(tmp_path: Path, server: Running) -> None:
