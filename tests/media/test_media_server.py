@@ -16,10 +16,11 @@ from aiohttp import WSMsgType, web
 from websockets.frames import Frame, Opcode
 from yarl import URL
 
-from providers.base import CallMode
+from providers.base import CallMode, ProviderEvent
 from providers.mock import MockProvider, MockSettings
 from voicecall_server.bus import EventBus
 from voicecall_server.domain import CallRecord, EventKind
+from voicecall_server.logs import current_call_id
 from voicecall_server.manager import CallManager, ManagerSettings
 from voicecall_server.media import wsframes
 from voicecall_server.media.bridge import VoiceBridge
@@ -374,3 +375,32 @@ async def test_a_request_that_is_not_a_websocket_upgrade_gets_400(
         assert resp.status == 400
         assert why in await resp.text()
     assert env.media._open == 0
+
+
+async def test_dtmf_from_the_stream_is_handled_in_order_under_the_calls_log_id(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = await live_call(env)
+    seen: list[tuple[str, str | None]] = []
+    handle = env.manager.handle_events
+
+    async def recording(events: list[ProviderEvent]) -> None:
+        seen.extend((e.digits or "", current_call_id.get()) for e in events)
+        await asyncio.sleep(0.01 if events[0].digits == "1" else 0)  # the first is the slowest
+        await handle(events)
+
+    monkeypatch.setattr(env.manager, "handle_events", recording)
+    async with env.session.ws_connect(env.url) as ws:
+        await started_session(env, rec, ws)
+        for digit in "123":
+            dtmf = {"event": "dtmf", "streamSid": "MZ1", "dtmf": {"track": "inbound_track", "digit": digit}}
+            await ws.send_str(json.dumps(dtmf))
+        for _ in range(100):
+            if len(seen) == 3:
+                break
+            await asyncio.sleep(0.01)
+    assert seen == [("1", rec.call_id), ("2", rec.call_id), ("3", rec.call_id)]
+    digits = [
+        e.data["digits"] for e in env.store.events_after(0, call_id=rec.call_id) if e.kind is EventKind.DTMF
+    ]
+    assert digits == ["1", "2", "3"]

@@ -9,6 +9,7 @@ it the provider is asked whether the call is still up: a closed stream alone nev
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hmac
 import logging
 from collections.abc import Callable
@@ -251,6 +252,9 @@ class MediaServer:
         """Called with each text message as the socket parses it (inside data_received)."""
         parse = self.codec.parse
         call_id = session.call_id
+        # Frames are parsed in the connection's callbacks, outside this stream's task and the call
+        # id it bound for logging; work started from them runs in a copy of that context.
+        context = contextvars.copy_context()
 
         def receive(text: str) -> None:
             if stopped.done():
@@ -271,7 +275,10 @@ class MediaServer:
                     event = ProviderEvent(
                         EventType.DTMF, session.provider_call_id, call_id, digits=frame.name
                     )
-                    session.dtmf = asyncio.get_running_loop().create_task(self._dtmf(session.dtmf, event))
+                    # In the stream's own context: the handling logs under the call's id.
+                    session.dtmf = asyncio.get_running_loop().create_task(
+                        self._dtmf(session.dtmf, event), context=context
+                    )
                 elif kind is Kind.STOP and not stopped.done():
                     stopped.set_result(None)
             except Exception:
