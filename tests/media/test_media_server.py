@@ -6,6 +6,7 @@ import asyncio
 import base64
 import dataclasses
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -404,3 +405,34 @@ async def test_dtmf_from_the_stream_is_handled_in_order_under_the_calls_log_id(
         e.data["digits"] for e in env.store.events_after(0, call_id=rec.call_id) if e.kind is EventKind.DTMF
     ]
     assert digits == ["1", "2", "3"]
+
+
+async def test_a_failing_frame_handler_ends_the_stream_and_logs_under_the_call_id(env: Env) -> None:
+    rec = await live_call(env)
+    logged: list[tuple[str, str | None]] = []
+
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            logged.append((record.getMessage(), current_call_id.get()))
+
+    handler = Recorder(logging.ERROR)
+    logging.getLogger("voicecall.media").addHandler(handler)
+    try:
+        async with env.session.ws_connect(env.url) as ws:
+            session = await started_session(env, rec, ws)
+
+            def broken(audio: bytes) -> None:
+                raise RuntimeError("bug in a frame handler")
+
+            session.on_media = broken
+            payload = base64.b64encode(b"\x01" * 160).decode()
+            await ws.send_str(
+                json.dumps({"event": "media", "streamSid": "MZ1", "media": {"payload": payload}})
+            )
+            assert await closed_with(ws) == 1000
+    finally:
+        logging.getLogger("voicecall.media").removeHandler(handler)
+    assert logged == [
+        (f"media stream of call {rec.call_id} failed on an inbound frame; closing it", rec.call_id)
+    ]
+    assert not env.media.has_stream(rec.call_id)

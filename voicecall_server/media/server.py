@@ -282,7 +282,9 @@ class MediaServer:
                 elif kind is Kind.STOP and not stopped.done():
                     stopped.set_result(None)
             except Exception:
-                log.exception("media stream of call %s failed on an inbound frame; closing it", call_id)
+                context.run(
+                    log.exception, "media stream of call %s failed on an inbound frame; closing it", call_id
+                )
                 if not stopped.done():
                     stopped.set_result(None)
 
