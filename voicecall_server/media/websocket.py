@@ -41,7 +41,6 @@ class MediaSocket:
         self._gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._peer_closed = asyncio.Event()
         self.closed = False
-        self.close_code: int | None = None
 
     async def accept(self) -> web.StreamResponse:
         """Answer the upgrade (101) and start reading frames; raises ``web.HTTPBadRequest`` when the
@@ -91,16 +90,11 @@ class MediaSocket:
         self._peer_closed.set()
         if not self.closed:
             # The peer started the closing handshake: answer it, then drop the connection.
-            self.closed = True
-            self.close_code = code
-            self.write(wsframes.close_frame(code if code is not None else wsframes.CLOSE_NORMAL))
+            self.begin_close(code if code is not None else wsframes.CLOSE_NORMAL)
             self._drop()
 
     def _protocol_error(self, err: wsframes.ProtocolError) -> None:
-        if not self.closed:
-            self.closed = True
-            self.close_code = err.code
-            self.write(wsframes.close_frame(err.code, err.reason))
+        self.begin_close(err.code, err.reason)
         self._drop()
 
     def _lost(self) -> None:
@@ -146,15 +140,10 @@ class MediaSocket:
         if transport is not None and not transport.is_closing():
             transport.write(data)
 
-    def buffered(self) -> int:
-        transport = self._transport
-        return transport.get_write_buffer_size() if transport is not None else 0
-
     def begin_close(self, code: int = wsframes.CLOSE_NORMAL, reason: str = "") -> None:
         """Send our close frame now (once); nothing is written after it."""
         if not self.closed:
             self.closed = True
-            self.close_code = code
             self.write(wsframes.close_frame(code, reason))
 
     async def close(self, code: int = wsframes.CLOSE_NORMAL, reason: str = "") -> None:
@@ -165,8 +154,6 @@ class MediaSocket:
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 await self._peer_closed.wait()
         self._drop()
-        if self._transport is None and not self._gone.done():
-            self._gone.set_result(None)
 
 
 class _ParserAdapter:

@@ -2,10 +2,10 @@
 
 Each utterance's audio is read from its async iterator as it is synthesised (one synthesis at a
 time per call, in FIFO order, running ahead of playback by at most ``READ_AHEAD_FRAMES``) and its
-frames are handed out one per pacer tick. After an utterance's last frame a mark ``u-<n>`` follows; the utterance completes when
-the provider echoes that mark (``on_mark_echo``), i.e. when the caller has heard it. If no echo
-comes, it completes anyway at its expected end: the first frame's time plus its audio duration,
-but never sooner than the mark, plus ``mark_grace_s`` (2 s).
+frames are handed out one per pacer tick. After an utterance's last frame a mark ``u-<n>``
+follows; the utterance completes when the provider echoes that mark (``on_mark_echo``), i.e. when
+the caller has heard it. If no echo comes, it completes anyway at its expected end: the first
+frame's time plus its audio duration, but never sooner than the mark, plus ``mark_grace_s`` (2 s).
 
 Barge-in empties the queue (waiting utterances resolve "skipped"), stops the playing one between
 two frames ("cancelled" if none of it was sent, else "partial"), sends ``clear`` and forgets every
